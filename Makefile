@@ -1,0 +1,32 @@
+# Two entry points for a newcomer: `make demo` (the main job) and `make test`.
+# Each sets itself up from nothing: system headers, a virtualenv, the package.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup system-deps clean
+
+system-deps:
+	@# mappy (minimap2) compiles from source and needs gcc and zlib headers.
+	@if ! dpkg -s zlib1g-dev >/dev/null 2>&1 || ! command -v gcc >/dev/null; then \
+		echo "installing build-essential and zlib1g-dev"; \
+		apt-get update -qq && apt-get install -y -qq build-essential zlib1g-dev >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python -m examples.genomics.demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) conveyor-data examples/genomics/data examples/genomics/output

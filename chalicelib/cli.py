@@ -1,0 +1,40 @@
+"""`conveyor` commands; parses arguments, calls the core or the engine, renders output.
+
+Each command family lives in its own module under ``chalicelib.commands`` and
+registers its sub-commands here, so this file stays a table of contents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from chalicelib import __version__
+from chalicelib.commands import engine_cmds, pipeline_cmds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conveyor",
+        description="Run container batch pipelines with AWS Batch semantics.",
+    )
+    parser.add_argument("--version", action="version", version=f"conveyor {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    engine_cmds.register(commands)
+    pipeline_cmds.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
