@@ -1,0 +1,1 @@
+"""In-container data stager: stages inputs in, runs the tool, publishes outputs on success."""
