@@ -17,6 +17,7 @@ Run-store contract (both implementations must honour it; the unit tests in
 
 * ``create_run`` is idempotent: it returns False and changes nothing when the run id exists
   (a trigger delivered twice starts one run).
+* ``update_run`` never moves a finished (SUCCEEDED/FAILED) run back to a non-terminal status.
 * ``put_job`` records a submitted Batch job under its deterministic ``(run_id, key)``; the
   submitter calls it right after each SubmitJob, and ``get_job`` before each one.
 * ``advance_job`` applies a Batch status to a recorded job only if it moves the job forward

@@ -67,8 +67,9 @@ class SqliteRunStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._lock = threading.RLock()
-        with self._write() as db:
-            db.executescript(SCHEMA)
+        with self._lock:
+            # executescript commits on its own, so it runs outside ``_write``.
+            self._conn().executescript(SCHEMA)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -132,10 +133,13 @@ class SqliteRunStore:
         ended_at: int | None = None,
         failures: Sequence[dict[str, Any]] | None = None,
     ) -> None:
+        # A finished run never goes back to a non-terminal status (a late "RUNNING" from
+        # the submitting thread must not undo the tracker's verdict).
+        guard = "" if status.is_terminal else " AND status NOT IN ('SUCCEEDED', 'FAILED')"
         with self._write() as db:
             db.execute(
                 "UPDATE runs SET status=?, ended_at=COALESCE(?, ended_at),"
-                " failures=COALESCE(?, failures) WHERE run_id=?",
+                " failures=COALESCE(?, failures) WHERE run_id=?" + guard,
                 (
                     status.value, ended_at,
                     json.dumps(list(failures)) if failures is not None else None, run_id,
