@@ -1,0 +1,1 @@
+"""Example pipelines that ship with Conveyor; the genomics one first."""
