@@ -1,0 +1,318 @@
+"""Tracker: turns Batch job state-change events into run/stage status, pipeline events, deferred join submissions and the run's end.
+
+One set of functions for both sides: locally it is subscribed to the engine's event stream,
+on AWS a Lambda feeds it from an EventBridge rule (which filters array children out). So:
+
+* stage completion works from **parent and plain job events alone**: for a finished array
+  parent, ``ListJobs(arrayJobId, jobStatus=FAILED)`` says which items failed;
+* array children's events, when they arrive (locally), only refine item-level progress;
+* jobs are mapped to run and stage through the run store (events carry no tags);
+* duplicate and out-of-order events are harmless: a job's status only moves forward
+  (``RunStore.advance_job``), item states never regress, and every step after that is
+  recomputed from the store, so replaying an event changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.pipeline.events import is_batch_job_event, run_event, stage_event
+from chalicelib.pipeline.joins import JoinItemsWriter, JoinPlan, plan_deferred
+from chalicelib.pipeline.model import PlannedJob
+from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunStore
+from chalicelib.pipeline.records import (
+    TERMINAL_BATCH_STATUSES,
+    ItemResult,
+    JobRecord,
+    RunStatus,
+    StageRecord,
+    StageStatus,
+)
+from chalicelib.pipeline.runcontext import RunContext, from_record
+from chalicelib.pipeline.submitter import submit_jobs
+
+Clock = Callable[[], int]
+DEPENDENCY_FAILED = "Dependent Job failed"
+
+
+@dataclass
+class TrackerOutcome:
+    """What handling one event did: envelopes published, jobs submitted, waits to resume."""
+
+    published: list[dict[str, Any]] = field(default_factory=list)
+    submitted: list[str] = field(default_factory=list)
+    resumes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (task token, result)
+    run_finished: bool = False
+
+
+class Tracker:
+    """Event handler bound to its ports; caches run contexts (they never change)."""
+
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        batch: BatchClient,
+        publisher: EventPublisher,
+        join_items: JoinItemsWriter,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._batch = batch
+        self._publisher = publisher
+        self._join_items = join_items
+        self._clock = clock
+        self._contexts: dict[str, RunContext] = {}
+        # Events of one run are settled one at a time within a process.
+        self._lock = threading.RLock()
+
+    def handle(self, envelope: dict[str, Any]) -> TrackerOutcome:
+        """Handles one ``Batch Job State Change`` envelope; anything else is ignored."""
+        outcome = TrackerOutcome()
+        if not is_batch_job_event(envelope):
+            return outcome
+        detail = envelope["detail"]
+        with self._lock:
+            parent_id, child_index = _split_child(detail)
+            if child_index is not None:
+                self._on_child(parent_id, child_index, detail, outcome)
+                return outcome
+            job = self._store.find_job(str(detail.get("jobId", "")))
+            status = str(detail.get("status", ""))
+            if job is None or not self._store.advance_job(
+                job.job_id, status, reason=str(detail.get("statusReason", "")),
+                started_at=detail.get("startedAt"), stopped_at=detail.get("stoppedAt"),
+            ):
+                return outcome
+            ctx = self._context(job.run_id)
+            if status in ("STARTING", "RUNNING") and not job.is_barrier:
+                self._mark_stage_running(ctx, job.stage, outcome)
+            if status in TERMINAL_BATCH_STATUSES:
+                if not job.is_barrier:
+                    self._store.put_item_results(self._job_results(job, detail))
+                self.settle(ctx.run.run_id, outcome)
+            return outcome
+
+    # -- item results ---------------------------------------------------------------------
+
+    def _on_child(self, parent_id: str, index: int, detail: dict[str, Any], outcome: TrackerOutcome) -> None:
+        parent = self._store.find_job(parent_id)
+        if parent is None or parent.is_barrier:
+            return
+        status = str(detail.get("status", ""))
+        self._store.put_item_results([_result(parent, parent.offset + index, detail)])
+        if status in ("STARTING", "RUNNING"):
+            self._mark_stage_running(self._context(parent.run_id), parent.stage, outcome)
+
+    def _job_results(self, job: JobRecord, detail: dict[str, Any]) -> list[ItemResult]:
+        """Item results of a finished stage job, from its own event (plus ListJobs for arrays)."""
+        ctx = self._context(job.run_id)
+        base = job.offset if ctx.spec.stage(job.stage).foreach else 0
+        if not job.is_array:
+            return [_result(job, base, detail)]
+        if detail.get("status") == "SUCCEEDED":
+            return [
+                ItemResult(job.run_id, job.stage, base + i, "SUCCEEDED", f"{job.job_id}:{i}")
+                for i in range(job.size)
+            ]
+        failed = {int(s["arrayProperties"]["index"]): s for s in self._failed_children(job)}
+        if not failed:
+            # The array failed before its children ran (e.g. its dependency failed).
+            return [_result(job, base + i, detail, job_id=f"{job.job_id}:{i}") for i in range(job.size)]
+        results = []
+        for i in range(job.size):
+            summary = failed.get(i)
+            if summary is None:
+                results.append(ItemResult(job.run_id, job.stage, base + i, "SUCCEEDED", f"{job.job_id}:{i}"))
+            else:
+                results.append(_result(job, base + i, summary, job_id=str(summary["jobId"])))
+        return results
+
+    def _failed_children(self, job: JobRecord) -> list[dict[str, Any]]:
+        summaries: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"arrayJobId": job.job_id, "jobStatus": "FAILED"}
+            if token:
+                kwargs["nextToken"] = token
+            page = self._batch.list_jobs(**kwargs)
+            summaries.extend(
+                s for s in page.get("jobSummaryList", []) if "index" in s.get("arrayProperties", {})
+            )
+            token = page.get("nextToken")
+            if not token:
+                return summaries
+
+    # -- stages, deferred joins, run end --------------------------------------------------
+
+    def settle(self, run_id: str, outcome: TrackerOutcome | None = None) -> TrackerOutcome:
+        """Submits ready deferred jobs, ends finished stages and the run; safe to repeat."""
+        outcome = outcome or TrackerOutcome()
+        with self._lock:
+            ctx = self._context(run_id)
+            progressed = True
+            while progressed:
+                progressed = self._submit_ready(ctx, outcome)
+                progressed = self._end_stages(ctx, outcome) or progressed
+            self._end_run(ctx, outcome)
+        return outcome
+
+    def _submit_ready(self, ctx: RunContext, outcome: TrackerOutcome) -> bool:
+        jobs = {j.key: j for j in self._store.list_jobs(ctx.run.run_id)}
+        stages = {s.stage: s for s in self._store.list_stages(ctx.run.run_id)}
+        decision: JoinPlan = plan_deferred(ctx, jobs, stages, self._store)
+        for stage, reason in decision.skipped.items():
+            self._skip_stage(ctx, stage, reason, outcome)
+        ready: list[PlannedJob] = list(decision.ready)
+        if not ready:
+            return bool(decision.skipped)
+        join_items = dict(ctx.submit.join_items)
+        for stage, indexes in decision.join_indexes.items():
+            join_items[stage] = self._join_items(ctx, stage, indexes)
+        submit = _with_join_items(ctx, join_items)
+        submitted = submit_jobs(
+            ctx.spec, ctx.plan, ready, batch=self._batch, store=self._store, ctx=submit
+        )
+        outcome.submitted.extend(job.key for job in ready if job.key in submitted)
+        for stage in {job.stage for job in ready}:
+            self._put_stage(ctx, stage, StageStatus.SUBMITTED, outcome)
+        return True
+
+    def _skip_stage(self, ctx: RunContext, stage: str, reason: str, outcome: TrackerOutcome) -> None:
+        count = ctx.stage_items(stage)
+        self._store.put_item_results(
+            [ItemResult(ctx.run.run_id, stage, i, "FAILED", "", reason) for i in range(count)]
+        )
+        self._put_stage(ctx, stage, StageStatus.FAILED, outcome, ended=True)
+
+    def _end_stages(self, ctx: RunContext, outcome: TrackerOutcome) -> bool:
+        jobs = {j.key: j for j in self._store.list_jobs(ctx.run.run_id)}
+        ended = False
+        for stage in ctx.plan.stage_order:
+            record = self._store.get_stage(ctx.run.run_id, stage)
+            if record is not None and record.status.is_terminal:
+                continue
+            own = ctx.plan.jobs_for_stage(stage)
+            if not all(j.key in jobs and jobs[j.key].status in TERMINAL_BATCH_STATUSES for j in own):
+                continue
+            results = self._store.list_item_results(ctx.run.run_id, stage)
+            ok = len(results) >= ctx.stage_items(stage) and all(r.status == "SUCCEEDED" for r in results)
+            status = StageStatus.SUCCEEDED if ok else StageStatus.FAILED
+            self._put_stage(ctx, stage, status, outcome, ended=True)
+            ended = True
+        return ended
+
+    def _end_run(self, ctx: RunContext, outcome: TrackerOutcome) -> None:
+        run = self._store.get_run(ctx.run.run_id)
+        stages = self._store.list_stages(ctx.run.run_id)
+        if run is None or run.status.is_terminal:
+            return
+        if len(stages) < len(ctx.plan.stage_order) or not all(s.status.is_terminal for s in stages):
+            return
+        failed = [r for r in self._store.list_item_results(run.run_id) if r.status == "FAILED"]
+        status = RunStatus.FAILED if failed or any(
+            s.status is StageStatus.FAILED for s in stages
+        ) else RunStatus.SUCCEEDED
+        failures = [
+            {"stage": r.stage, "item": r.index, "reason": r.reason, "jobId": r.job_id,
+             "exitCode": r.exit_code, "dependency": r.reason == DEPENDENCY_FAILED}
+            for r in failed
+        ]
+        self._store.update_run(run.run_id, status=status, ended_at=self._clock(), failures=failures)
+        final = self._store.get_run(run.run_id)
+        assert final is not None
+        envelope = run_event(final, stages, now_ms=self._clock())
+        self._publish(outcome, envelope)
+        outcome.run_finished = True
+
+    def _mark_stage_running(self, ctx: RunContext, stage: str, outcome: TrackerOutcome) -> None:
+        record = self._store.get_stage(ctx.run.run_id, stage)
+        if record is None or record.status in (StageStatus.SUBMITTED, StageStatus.WAITING):
+            self._put_stage(ctx, stage, StageStatus.RUNNING, outcome)
+
+    def _put_stage(
+        self, ctx: RunContext, stage: str, status: StageStatus, outcome: TrackerOutcome, *, ended: bool = False
+    ) -> None:
+        now = self._clock()
+        previous = self._store.get_stage(ctx.run.run_id, stage)
+        counts: dict[str, int] = {}
+        for result in self._store.list_item_results(ctx.run.run_id, stage):
+            counts[result.status] = counts.get(result.status, 0) + 1
+        started = previous.started_at if previous and previous.started_at else None
+        if started is None and status in (StageStatus.RUNNING,) or (ended and started is None):
+            started = now
+        record = StageRecord(
+            run_id=ctx.run.run_id, stage=stage, status=status, items=ctx.stage_items(stage),
+            counts=counts, started_at=started, ended_at=now if ended else None,
+            deferred=previous.deferred if previous else False,
+        )
+        self._store.put_stage(record)
+        self._publish(outcome, stage_event(ctx.run, record, now_ms=now))
+        if ended:
+            result = {"stage": stage, "status": status.value, "counts": counts}
+            wait = self._store.put_stage_result(ctx.run.run_id, stage, result)
+            if wait.completed and wait.token is not None and wait.result is not None:
+                outcome.resumes.append((wait.token, wait.result))
+
+    def _publish(self, outcome: TrackerOutcome, envelope: dict[str, Any]) -> None:
+        outcome.published.append(envelope)
+        self._publisher.publish([envelope])
+
+    def _context(self, run_id: str) -> RunContext:
+        ctx = self._contexts.get(run_id)
+        if ctx is None:
+            run = self._store.get_run(run_id)
+            if run is None:
+                raise KeyError(f"unknown run {run_id!r}")
+            ctx = self._contexts[run_id] = from_record(run)
+        return ctx
+
+
+def handle_batch_event(
+    envelope: dict[str, Any],
+    *,
+    store: RunStore,
+    batch: BatchClient,
+    publisher: EventPublisher,
+    join_items: JoinItemsWriter,
+    clock: Clock,
+) -> TrackerOutcome:
+    """One-shot form of ``Tracker.handle`` (what a Lambda handler calls per event)."""
+    tracker = Tracker(store=store, batch=batch, publisher=publisher, join_items=join_items, clock=clock)
+    return tracker.handle(envelope)
+
+
+def _split_child(detail: dict[str, Any]) -> tuple[str, int | None]:
+    """(parent id, index) for an array child's event, (job id, None) otherwise."""
+    job_id = str(detail.get("jobId", ""))
+    index = detail.get("arrayProperties", {}).get("index")
+    if ":" in job_id and index is not None:
+        return job_id.rsplit(":", 1)[0], int(index)
+    return job_id, None
+
+
+def _result(
+    job: JobRecord, index: int, detail: dict[str, Any], *, job_id: str | None = None
+) -> ItemResult:
+    container = detail.get("container") or {}
+    exit_code = container.get("exitCode")
+    reason = str(detail.get("statusReason") or "")
+    if container.get("reason"):
+        reason = f"{reason}: {container['reason']}" if reason else str(container["reason"])
+    return ItemResult(
+        run_id=job.run_id, stage=job.stage, index=index, status=str(detail.get("status", "")),
+        job_id=job_id or str(detail.get("jobId", job.job_id)), reason=reason,
+        exit_code=int(exit_code) if exit_code is not None else None,
+    )
+
+
+def _with_join_items(ctx: RunContext, join_items: dict[str, str]) -> Any:
+    from dataclasses import replace
+
+    return replace(ctx.submit, join_items=join_items)
+
+
+__all__: Sequence[str] = ("Tracker", "TrackerOutcome", "handle_batch_event")
