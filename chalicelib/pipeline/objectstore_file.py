@@ -35,12 +35,9 @@ class FileObjectStore:
         if has_dot_segments(uri) or not is_under(uri, self.root):
             raise PathEscapeError(f"{uri[:100]!r} is outside the store root {self.root!r}")
         path = file_path(uri)
-        # A symlink inside the root may point elsewhere: compare real paths.
-        real_root = self._root_path.resolve()
-        probe = path
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if not probe.resolve().is_relative_to(real_root):
+        # A symlink inside the root may point elsewhere: compare real paths
+        # (non-strict resolve follows the links that exist, keeps the rest).
+        if not path.resolve().is_relative_to(self._root_path.resolve()):
             raise PathEscapeError(f"{uri[:100]!r} leaves the store root {self.root!r} through a symlink")
         return path
 
