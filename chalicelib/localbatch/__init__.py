@@ -1,0 +1,1 @@
+"""localbatch: AWS Batch on one machine (SQLite state, local processes, the Batch REST API)."""

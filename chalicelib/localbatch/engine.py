@@ -1,0 +1,210 @@
+"""Composition root of the embedded engine: store + scheduler + executor + event dispatch, one lock.
+
+    engine = Engine(data_dir)          # opens or creates the SQLite state
+    engine.start()                     # recovers lost attempts, starts the scheduler loop
+    batch = engine.client()            # boto3-shaped in-process client
+    engine.subscribe(callback)         # Batch Job State Change envelopes, in commit order
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chalicelib.localbatch import arns
+from chalicelib.localbatch.capacity import HostCapacity
+from chalicelib.localbatch.clock import Clock, SystemClock
+from chalicelib.localbatch.executor import ExitInfo, make_executor
+from chalicelib.localbatch.loader import load_state
+from chalicelib.localbatch.model import ComputeEnvironment, JobQueue
+from chalicelib.localbatch.scheduler import EngineOptions, Scheduler
+from chalicelib.localbatch.service import BatchService
+from chalicelib.localbatch.store import Store
+
+logger = logging.getLogger(__name__)
+DEFAULT_CE = "local"
+DEFAULT_QUEUE = "default"
+Subscriber = Callable[[dict[str, Any]], None]
+
+
+class Engine:
+    """AWS Batch on one host."""
+
+    def __init__(self, data_dir: str | Path, *, host: HostCapacity | None = None,
+                 options: EngineOptions | None = None, executor: Any = None,
+                 clock: Clock | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.host = host or HostCapacity.detect()
+        self.store = Store(self.data_dir / "state.sqlite3")
+        self.token = self._engine_token()
+        self.executor = executor if executor is not None else make_executor(self.token, "auto")
+        self.lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.scheduler = Scheduler(self.store, self.executor, clock or SystemClock(), self.host, self.data_dir,
+                                   options)
+        self.scheduler.on_commit = self._on_commit
+        self.service = BatchService(self.scheduler, self.lock, self._wake.set)
+        self.executor.set_exit_callback(self._on_exit)
+        self._subscribers: list[Subscriber] = []
+        self._dispatch: queue.SimpleQueue[tuple[int, list[str]] | None] = queue.SimpleQueue()
+        self._feed = threading.Condition()
+        self._last_seq = self.store.last_event_seq()
+        self._threads: list[threading.Thread] = []
+        with self.lock:
+            lost = load_state(self.scheduler, self.store)
+            self._ensure_defaults()
+            self._lost = lost
+
+    def _engine_token(self) -> str:
+        token = self.store.get_meta("engine_token")
+        if token is None:
+            token = uuid.uuid4().hex
+            self.store.set_meta("engine_token", token)
+        return token
+
+    def _ensure_defaults(self) -> None:
+        """A fresh data dir gets compute environment `local` (this host) and queue `default`."""
+        if self.store.get_meta("initialised"):
+            return
+        ce = ComputeEnvironment(
+            name=DEFAULT_CE, arn=arns.compute_environment_arn(DEFAULT_CE), type="MANAGED", state="ENABLED",
+            compute_resources={"type": "EC2", "minvCpus": 0, "maxvCpus": int(self.host.vcpus),
+                               "desiredvCpus": 0, "instanceTypes": ["local"]},
+            tags={})
+        queue_ = JobQueue(name=DEFAULT_QUEUE, arn=arns.queue_arn(DEFAULT_QUEUE), priority=1, state="ENABLED",
+                          ce_order=[(1, DEFAULT_CE)], tags={}, seq=1)
+        self.scheduler.ces[ce.name] = ce
+        self.scheduler.queues[queue_.name] = queue_
+        self.store.save_compute_environment(ce)
+        self.store.save_queue(queue_)
+        self.store.set_meta("initialised", "1")
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def start(self) -> Engine:
+        """Kills attempts a previous engine left running, ends them as lost hosts, then schedules."""
+        killed = self.executor.kill_orphans()
+        if killed:
+            logger.info("killed %d attempt(s) left running by a previous engine", len(killed))
+        with self.lock:
+            self.scheduler.recover_lost_attempts(self._lost)
+            self._lost = []
+            self.scheduler.commit()
+        for target, name in ((self._loop, "scheduler"), (self._dispatch_loop, "events")):
+            thread = threading.Thread(target=target, name=f"localbatch-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._wake.set()
+        return self
+
+    def stop(self) -> None:
+        """Stops scheduling and kills running attempts (they recover as lost hosts on the next start)."""
+        self._stopping.set()
+        self._wake.set()
+        self._dispatch.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.executor.close()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _on_exit(self, info: ExitInfo) -> None:
+        self.scheduler.exits.append(info)
+        self._wake.set()
+
+    def _loop(self) -> None:
+        scheduler = self.scheduler
+        while not self._stopping.is_set():
+            due = scheduler.next_timer_ms()
+            timeout = None if due is None else max(0.0, (due - scheduler.now()) / 1000)
+            self._wake.wait(timeout if timeout is None else min(timeout, 5.0))
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                with self.lock:
+                    scheduler.tick()
+            except Exception:  # noqa: BLE001 - the loop must survive; the failure is logged with context
+                logger.exception("scheduler tick failed")
+
+    # -- events ---------------------------------------------------------------------------------
+    def _on_commit(self, last_seq: int, bodies: list[str]) -> None:
+        with self._feed:
+            self._last_seq = last_seq
+            self._feed.notify_all()
+        self._dispatch.put((last_seq, bodies))
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            item = self._dispatch.get()
+            if item is None:
+                return
+            subscribers = list(self._subscribers)
+            if not subscribers:
+                continue
+            for body in item[1]:
+                envelope = json.loads(body)
+                for callback in subscribers:
+                    try:
+                        callback(envelope)
+                    except Exception:  # noqa: BLE001 - one faulty subscriber must not stop the others
+                        logger.exception("event subscriber failed")
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Calls `callback(envelope)` for every event committed from now on; returns an unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+        return unsubscribe
+
+    def read_events(self, after: int = 0, limit: int = 1000, wait_seconds: float = 0.0,
+                    job_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Events after a sequence number, waiting up to `wait_seconds` for new ones. Returns (events, next)."""
+        rows = self.store.read_events(after, limit, job_id)
+        if not rows and wait_seconds > 0:
+            with self._feed:
+                self._feed.wait_for(lambda: self._last_seq > after or self._stopping.is_set(), wait_seconds)
+            rows = self.store.read_events(after, limit, job_id)
+        events = [json.loads(body) for _, body in rows]
+        next_seq = rows[-1][0] if rows else after
+        return events, next_seq
+
+    # -- clients and logs -----------------------------------------------------------------------
+    def client(self) -> Any:
+        from chalicelib.localbatch.client import LocalBatchClient
+        return LocalBatchClient(self.service)
+
+    def read_log(self, job_id: str, attempt: int | None = None) -> str:
+        """The stdout and stderr of a job's attempt (the latest by default)."""
+        from chalicelib.localbatch.errors import ClientException
+        with self.lock:
+            job = self.scheduler.jobs.get(job_id)
+            if job is None:
+                raise ClientException(f"jobId: job {job_id!r} does not exist")
+            streams = [a["container"].get("logStreamName") for a in job.attempts]
+            if job.log_stream and job.log_stream not in streams:
+                streams.append(job.log_stream)
+        if not streams:
+            return ""
+        if attempt is not None and not 1 <= attempt <= len(streams):
+            raise ClientException(f"attempt: job {job_id!r} has {len(streams)} attempt(s), got {attempt}")
+        stream = streams[-1] if attempt is None else streams[attempt - 1]
+        path = self.scheduler.log_path(stream or "")
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""

@@ -1,0 +1,146 @@
+"""HTTP server: POST /v1/<operation> -> service (the AWS Batch rest-json API), plus /events and /logs.
+
+Errors are rendered here and only here: `{"__type": code, "message": ...}` with the
+`x-amzn-ErrorType` header, which botocore's rest-json parser reads. A client's mistake is
+always a 400 ClientException; only a bug in the engine produces a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from chalicelib.localbatch.engine import Engine
+from chalicelib.localbatch.errors import BatchApiError, ClientException, ServerException
+from chalicelib.localbatch.service import OPERATIONS
+
+logger = logging.getLogger(__name__)
+_ROUTES = {f"/v1/{name.lower()}": name for name in OPERATIONS}
+_TAG_METHODS = {"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"}
+MAX_BODY = 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "conveyor-localbatch"
+    engine: Engine
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        try:
+            status, payload, content_type = self._route()
+        except BatchApiError as err:
+            status, content_type = err.status, "application/json"
+            payload = json.dumps({"__type": err.code, "message": err.message}).encode()
+            self._send(status, payload, content_type, error=err.code)
+            return
+        except Exception:  # noqa: BLE001 - process edge: log it, answer 500 without a traceback
+            logger.exception("request %s %s failed", self.command, self.path)
+            err = ServerException("Internal error in the local engine; see its log")
+            self._send(500, json.dumps({"__type": err.code, "message": err.message}).encode(),
+                       "application/json", error=err.code)
+            return
+        self._send(status, payload, content_type)
+
+    def _send(self, status: int, payload: bytes, content_type: str, error: str | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        if error:
+            self.send_header("x-amzn-ErrorType", error)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.rfile.read(length)
+            raise ClientException(f"request body: at most {MAX_BODY} bytes, got {length}")
+        raw = self.rfile.read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ClientException(f"request body: not valid JSON ({err})") from None
+
+    def _route(self) -> tuple[int, bytes, str]:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        body = self._body()
+        if url.path.startswith("/v1/tags/"):
+            arn = unquote(url.path[len("/v1/tags/"):])
+            operation = _TAG_METHODS[self.command]
+            request = dict(body) if isinstance(body, dict) else {}
+            request["resourceArn"] = arn
+            if operation == "UntagResource":
+                request["tagKeys"] = query.get("tagKeys", [])
+            return 200, json.dumps(self.engine.service.call(operation, request)).encode(), "application/json"
+        if url.path in _ROUTES and self.command == "POST":
+            result = self.engine.service.call(_ROUTES[url.path], body)
+            return 200, json.dumps(result).encode(), "application/json"
+        if url.path == "/events" and self.command == "GET":
+            return self._events(query)
+        if url.path.startswith("/logs/") and self.command == "GET":
+            attempt = query.get("attempt", [None])[0]
+            text = self.engine.read_log(unquote(url.path[len("/logs/"):]),
+                                        int(attempt) if attempt and attempt.isdigit() else None)
+            return 200, text.encode(), "text/plain; charset=utf-8"
+        if url.path == "/health":
+            return 200, b'{"status":"ok"}', "application/json"
+        raise ClientException(f"{self.command} {url.path}: no such operation on the local engine")
+
+    def _events(self, query: dict[str, list[str]]) -> tuple[int, bytes, str]:
+        def number(name: str, default: float) -> float:
+            raw = query.get(name, [str(default)])[0]
+            try:
+                return float(raw)
+            except ValueError:
+                raise ClientException(f"{name}: expected a number, got {raw!r}") from None
+        after = int(number("after", 0))
+        wait = min(max(number("wait", 0), 0.0), 20.0)
+        limit = int(min(max(number("limit", 1000), 1), 10000))
+        events, next_seq = self.engine.read_events(after, limit, wait, query.get("jobId", [None])[0])
+        return 200, json.dumps({"events": events, "next": next_seq}).encode(), "application/json"
+
+
+class BatchHttpServer:
+    """Serves an engine on host:port in background threads."""
+
+    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0) -> None:
+        handler = type("Handler", (_Handler,), {"engine": engine})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="localbatch-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = self.httpd.server_address[0]
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> BatchHttpServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

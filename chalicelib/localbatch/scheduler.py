@@ -1,0 +1,492 @@
+"""tick(): admissions, dependencies, queue priority, placement, attempt ends, retries, timeouts.
+
+All job state lives in memory here and is mutated only under the engine lock. Each tick
+collects the jobs it changed and the events those changes produced, writes both in one
+SQLite transaction, and only then launches processes, so a launched attempt is always on
+disk first (write-ahead): after a crash the engine knows every attempt that may be alive.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib.localbatch import arns, retry, wire
+from chalicelib.localbatch.capacity import HostCapacity, HostLedger, choose_environment, never_fits
+from chalicelib.localbatch.clock import Clock
+from chalicelib.localbatch.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.model import (
+    ALL_STATUSES, REASON_ARRAY_CHILD_FAILED, REASON_DEPENDENCY_FAILED, REASON_EXITED,
+    REASON_START_FAILED, REASON_TIMEOUT, ComputeEnvironment, Job, JobDefinition, JobQueue, JobStatus,
+    host_terminated_reason,
+)
+from chalicelib.localbatch.store import Store
+
+RECLAIM_TAG = "conveyor:reclaim-rate"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    kill_grace_seconds: float = 30.0  # SIGTERM then SIGKILL, as ECS StopTask does
+    spot_reclaim_rate: float = 0.0  # default for SPOT environments without the tag
+    reclaim_window_seconds: float = 2.0  # a reclaimed attempt is lost within this time of starting
+    seed: int | None = None
+
+
+class Scheduler:
+    """The engine's state machine; the service and the engine loop call it under one lock."""
+
+    def __init__(self, store: Store, executor: Any, clock: Clock, host: HostCapacity, data_dir: Path,
+                 options: EngineOptions | None = None) -> None:
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.host = host
+        self.ledger = HostLedger(host)
+        self.data_dir = Path(data_dir)
+        self.options = options or EngineOptions()
+        self.random = random.Random(self.options.seed)
+        self.jobs: dict[str, Job] = {}
+        self.top_level: list[Job] = []  # parents and plain jobs, in submission order
+        self.ces: dict[str, ComputeEnvironment] = {}
+        self.queues: dict[str, JobQueue] = {}
+        self.job_definitions: dict[str, list[JobDefinition]] = {}
+        self.running: dict[str, Job] = {}  # attempt key -> job
+        self.admissions: deque[Job] = deque()
+        self.exits: deque[ExitInfo] = deque()
+        self._runnable: dict[str, list[tuple[int, int, str]]] = {}
+        self._timers: list[tuple[int, str, str]] = []  # (due ms, kind, attempt key)
+        self._dirty: dict[str, Job] = {}
+        self._events: list[tuple[str, int, str]] = []
+        self._launches: list[Job] = []
+        self._blocked_reported: set[str] = set()
+        self.on_commit: Callable[[int, list[str]], None] = lambda last_seq, bodies: None
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def now(self) -> int:
+        return self.clock.now_ms()
+
+    def _touch(self, job: Job) -> None:
+        self._dirty[job.job_id] = job
+
+    def set_status(self, job: Job, status: JobStatus, reason: str | None = None) -> None:
+        old = job.status
+        job.status = status
+        if reason is not None:
+            job.status_reason = reason
+        parent = job.parent
+        if parent is not None and parent.summary is not None:
+            parent.summary[old.value] -= 1
+            parent.summary[status.value] += 1
+            parent.summary_at = self.now()
+        self._touch(job)
+        self._events.append((job.job_id, self.now(), wire.job_event_json(job, self.now())))
+        if status is JobStatus.RUNNABLE:
+            self._push_runnable(job)
+        elif status.is_terminal:
+            self._on_terminal(job)
+
+    def _push_runnable(self, job: Job) -> None:
+        heap = self._runnable.setdefault(job.sub.queue, [])
+        heapq.heappush(heap, (job.sub.seq, -1 if job.index is None else job.index, job.job_id))
+
+    def next_timer_ms(self) -> int | None:
+        return self._timers[0][0] if self._timers else None
+
+    def has_work(self) -> bool:
+        return bool(self.exits or self.admissions or self._dirty)
+
+    # -- the tick -------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Runs one scheduling round: everything that can happen now happens, then one commit."""
+        while self.exits:
+            self._end_attempt(self.exits.popleft())
+        while self.admissions:
+            self._admit(self.admissions.popleft())
+        self._fire_timers()
+        self._place()
+        self.commit()
+        if self._launches:
+            launches, self._launches = self._launches, []
+            for job in launches:
+                self._launch(job)
+            self.commit()
+
+    def commit(self) -> None:
+        if not self._dirty and not self._events:
+            return
+        dirty, events = list(self._dirty.values()), self._events
+        self._dirty, self._events = {}, []
+        with self.store.transaction():
+            if dirty:
+                self.store.upsert_jobs(dirty)
+            last_seq = self.store.append_events(events) if events else 0
+        if events:
+            self.on_commit(last_seq, [body for _, _, body in events])
+
+    # -- admission and dependencies ---------------------------------------------------------------
+    def _admit(self, job: Job) -> None:
+        """SUBMITTED -> PENDING/RUNNABLE; an array parent spawns its children here."""
+        if job.status is not JobStatus.SUBMITTED:
+            return
+        if job.sub.failure:
+            self.set_status(job, JobStatus.FAILED, job.sub.failure)
+            return
+        if job.is_parent:
+            self._spawn_children(job)
+            return
+        self._wire_dependencies(job, self._targets(job))
+        if job.status is JobStatus.SUBMITTED:
+            self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE)
+
+    def _spawn_children(self, parent: Job) -> None:
+        size = parent.sub.array_size or 0
+        now = self.now()
+        parent.summary = {status: 0 for status in ALL_STATUSES}
+        parent.summary["PENDING"] = size
+        parent.summary_at = now
+        parent.children = []
+        self.set_status(parent, JobStatus.PENDING)
+        for index in range(size):
+            child = Job(job_id=f"{parent.job_id}:{index}", sub=parent.sub, index=index,
+                        status=JobStatus.PENDING, created_at=now, parent=parent)
+            parent.children.append(child)
+            self.jobs[child.job_id] = child
+            self._touch(child)
+            self._events.append((child.job_id, now, wire.job_event_json(child, now)))
+        for child in parent.children:
+            if parent.status.is_terminal:
+                break
+            if child.status is JobStatus.PENDING:
+                self._wire_dependencies(child, self._targets(child))
+                if child.status is JobStatus.PENDING and not child.unmet:
+                    self.set_status(child, JobStatus.RUNNABLE)
+
+    def _targets(self, job: Job) -> list[Job]:
+        """The jobs this job (or array child) waits on, resolved from the submission's dependsOn."""
+        targets = []
+        for dep in job.sub.depends_on:
+            kind = dep.get("type")
+            if kind == "SEQUENTIAL":
+                if job.index:
+                    targets.append(self.jobs[f"{job.sub.job_id}:{job.index - 1}"])
+                continue
+            target = self.jobs.get(dep["jobId"])
+            if target is None:
+                continue  # validated at submit; only an expired job could be missing
+            if kind == "N_TO_N" and job.index is not None and target.children is not None \
+                    and job.index < len(target.children):
+                target = target.children[job.index]
+            targets.append(target)
+        return targets
+
+    def _wire_dependencies(self, job: Job, targets: list[Job]) -> None:
+        for target in targets:
+            if target.status is JobStatus.SUCCEEDED:
+                continue
+            if target.status is JobStatus.FAILED:
+                self._fail_chain(job, REASON_DEPENDENCY_FAILED)
+                return
+            job.unmet += 1
+            target.dependents.append(job)
+
+    def _on_terminal(self, job: Job) -> None:
+        if job.status is JobStatus.SUCCEEDED:
+            for dependent in job.dependents:
+                dependent.unmet -= 1
+                if dependent.unmet == 0 and dependent.status in (JobStatus.PENDING, JobStatus.SUBMITTED):
+                    if dependent.cancel_reason:
+                        dependent.is_cancelled = True
+                        self.set_status(dependent, JobStatus.FAILED, dependent.cancel_reason)
+                    else:
+                        self.set_status(dependent, JobStatus.RUNNABLE)
+        else:
+            for dependent in job.dependents:
+                self._fail_chain(dependent, REASON_DEPENDENCY_FAILED)
+        job.dependents = []
+        parent = job.parent
+        if parent is not None and parent.summary is not None and not parent.status.is_terminal:
+            done = parent.summary["SUCCEEDED"] + parent.summary["FAILED"]
+            if done == parent.sub.array_size:
+                parent.stopped_at = self.now()
+                if parent.summary["FAILED"]:
+                    self.set_status(parent, JobStatus.FAILED, REASON_ARRAY_CHILD_FAILED)
+                else:
+                    self.set_status(parent, JobStatus.SUCCEEDED)
+
+    def _fail_chain(self, job: Job, reason: str) -> None:
+        """Fails a waiting job; its own dependents fail in turn (iteratively: SEQUENTIAL chains are long)."""
+        work = [job]
+        while work:
+            current = work.pop()
+            if current.status.is_terminal or current.status in (JobStatus.STARTING, JobStatus.RUNNING):
+                continue
+            if current.is_parent and current.children:
+                work.extend(current.children)
+                continue
+            dependents, current.dependents = current.dependents, []
+            self.set_status(current, JobStatus.FAILED, current.cancel_reason or reason)
+            work.extend(dependents)
+
+    # -- placement ------------------------------------------------------------------------------
+    def _place(self) -> None:
+        for queue in sorted(self.queues.values(), key=lambda q: (-q.priority, q.seq)):
+            heap = self._runnable.get(queue.name)
+            while heap:
+                job = self.jobs.get(heap[0][2])
+                if job is None or job.status is not JobStatus.RUNNABLE:
+                    heapq.heappop(heap)
+                    continue
+                res = job.sub.resources
+                ce = choose_environment(queue, self.ces, self.ledger, res)
+                if ce is None:
+                    self._report_blocked(queue, job)
+                    break  # FIFO: the head waits, and everything behind it waits too
+                heapq.heappop(heap)
+                self._start(job, ce)
+
+    def _report_blocked(self, queue: JobQueue, job: Job) -> None:
+        reason = never_fits(queue, self.ces, self.host, job.sub.resources)
+        if reason is None or job.job_id in self._blocked_reported:
+            return
+        self._blocked_reported.add(job.job_id)
+        job.status_reason = reason
+        self._touch(job)
+        self._events.append((job.job_id, self.now(), wire.queue_blocked_event_json(job, queue, self.now())))
+
+    def _start(self, job: Job, ce: ComputeEnvironment) -> None:
+        res = job.sub.resources
+        job.gpu_ids = self.ledger.take(res)
+        ce.used_vcpus += res.vcpus
+        job.placed_ce = ce.name
+        job.instance_id = "i-" + uuid.uuid4().hex[:17]
+        job.exit_code = None
+        job.container_reason = None
+        job.stop_cause = None
+        task_id = uuid.uuid4().hex
+        job.log_stream = f"{self._definition_name(job)[:200]}/default/{task_id}"
+        self._blocked_reported.discard(job.job_id)
+        job.status_reason = None
+        self.set_status(job, JobStatus.STARTING)
+        self._launches.append(job)
+
+    def _definition_name(self, job: Job) -> str:
+        return job.sub.job_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+
+    def attempt_key(self, job: Job) -> str:
+        return f"{job.job_id}#{job.attempt_number}"
+
+    def _launch(self, job: Job) -> None:
+        if job.status is not JobStatus.STARTING:
+            return  # terminated between placement and launch
+        key = self.attempt_key(job)
+        self.running[key] = job
+        request = self._launch_request(job, key)
+        try:
+            pid = self.executor.launch(request)
+        except Exception as err:  # noqa: BLE001 - a launch failure is the job's failure, not the engine's
+            self.running.pop(key, None)
+            self._end_attempt(ExitInfo(key, None, f"CannotStartContainerError: {err}", False))
+            return
+        if pid is not None and pid < 0:
+            return  # the executor reports the failed start through its callback
+        job.started_at = self.now()
+        self.set_status(job, JobStatus.RUNNING)
+        if job.sub.timeout_seconds:
+            heapq.heappush(self._timers, (job.started_at + job.sub.timeout_seconds * 1000, "timeout", key))
+        rate = self._reclaim_rate(job.placed_ce)
+        if rate > 0 and self.random.random() < rate:
+            delay = self.random.uniform(0.05, self.options.reclaim_window_seconds)
+            heapq.heappush(self._timers, (job.started_at + int(delay * 1000), "reclaim", key))
+
+    def _reclaim_rate(self, ce_name: str | None) -> float:
+        ce = self.ces.get(ce_name or "")
+        if ce is None or ce.resource_type not in ("SPOT", "FARGATE_SPOT"):
+            return 0.0
+        tagged = ce.tags.get(RECLAIM_TAG)
+        try:
+            return float(tagged) if tagged is not None else self.options.spot_reclaim_rate
+        except ValueError:
+            return self.options.spot_reclaim_rate
+
+    def _launch_request(self, job: Job, key: str) -> LaunchRequest:
+        sub = job.sub
+        env = {item["name"]: item.get("value", "") for item in sub.container.get("environment", [])}
+        env.update({
+            "AWS_BATCH_JOB_ID": job.job_id,
+            "AWS_BATCH_JOB_ATTEMPT": str(job.attempt_number),
+            "AWS_BATCH_JQ_NAME": sub.queue,
+            "AWS_BATCH_CE_NAME": job.placed_ce or "",
+            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in job.gpu_ids),
+        })
+        if job.index is not None:
+            env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.index)
+        safe_id = job.job_id.replace(":", "_")
+        return LaunchRequest(
+            attempt_key=key,
+            argv=tuple(sub.container.get("command") or ()),
+            env=env,
+            workdir=str(self.data_dir / "work" / safe_id / str(job.attempt_number)),
+            log_path=str(self.log_path(job.log_stream or "")),
+            memory_mib=sub.resources.memory_mib,
+            vcpus=sub.resources.vcpus,
+            gpu_ids=job.gpu_ids,
+            image=sub.container.get("image"),
+        )
+
+    def log_path(self, log_stream: str) -> Path:
+        return self.data_dir / "logs" / log_stream
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _fire_timers(self) -> None:
+        now = self.now()
+        while self._timers and self._timers[0][0] <= now:
+            _, kind, key = heapq.heappop(self._timers)
+            job = self.running.get(key)
+            if job is None or job.stop_cause is not None:
+                continue
+            job.stop_cause = kind
+            grace = 0.0 if kind == "reclaim" else self.options.kill_grace_seconds
+            self.executor.stop(key, grace)
+
+    # -- attempt ends ---------------------------------------------------------------------------
+    def _end_attempt(self, info: ExitInfo) -> None:
+        job = self.running.pop(info.attempt_key, None)
+        if job is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
+            return
+        self._release(job)
+        now = self.now()
+        cause = job.stop_cause
+        exit_code, reason = info.exit_code, info.reason
+        if cause == "reclaim":
+            status_reason, exit_code, reason = host_terminated_reason(job.instance_id), None, None
+        elif cause == "timeout":
+            status_reason = REASON_TIMEOUT
+        elif cause == "terminate":
+            status_reason = job.stop_reason or "Terminated"
+        elif not info.started:
+            status_reason = REASON_START_FAILED
+        else:
+            status_reason = REASON_EXITED
+        self._record_attempt(job, now, status_reason, exit_code, reason)
+        if cause is None and info.started and exit_code == 0:
+            self.set_status(job, JobStatus.SUCCEEDED, REASON_EXITED)
+            return
+        retryable = cause not in ("timeout", "terminate") and not job.is_cancelled
+        if retryable and retry.should_retry(job.sub.retry_strategy, len(job.attempts),
+                                            status_reason=status_reason, reason=reason, exit_code=exit_code):
+            self.set_status(job, JobStatus.RUNNABLE, status_reason)
+        else:
+            if cause == "terminate":
+                job.is_terminated = True
+            self.set_status(job, JobStatus.FAILED, status_reason)
+
+    def _record_attempt(self, job: Job, now: int, status_reason: str, exit_code: int | None,
+                        reason: str | None) -> None:
+        container: dict[str, Any] = {
+            "containerInstanceArn": f"arn:aws:ecs:{arns.REGION}:{arns.ACCOUNT}:container-instance/local/"
+                                    f"{job.instance_id}",
+            "taskArn": f"arn:aws:ecs:{arns.REGION}:{arns.ACCOUNT}:task/local/{(job.log_stream or '').rsplit('/', 1)[-1]}",
+            "logStreamName": job.log_stream,
+            "networkInterfaces": [],
+        }
+        if exit_code is not None:
+            container["exitCode"] = exit_code
+        if reason:
+            container["reason"] = reason
+        job.attempts.append({"container": container, "startedAt": job.started_at or now, "stoppedAt": now,
+                             "statusReason": status_reason, "taskProperties": []})
+        job.stopped_at = now
+        job.exit_code = exit_code
+        job.container_reason = reason
+
+    def _release(self, job: Job) -> None:
+        ce = self.ces.get(job.placed_ce or "")
+        if ce is not None:
+            ce.used_vcpus = max(0.0, ce.used_vcpus - job.sub.resources.vcpus)
+        self.ledger.give_back(job.sub.resources, job.gpu_ids)
+        job.gpu_ids = ()
+        workdir = self.data_dir / "work" / job.job_id.replace(":", "_") / str(job.attempt_number)
+        try:
+            os.rmdir(workdir)  # only empty scratch goes; a failed attempt's files stay for inspection
+        except OSError:
+            pass
+
+    # -- cancel and terminate -------------------------------------------------------------------
+    def cancel(self, job: Job, reason: str) -> None:
+        if job.is_parent:
+            if job.status is JobStatus.SUBMITTED:
+                job.is_cancelled = True
+                self.set_status(job, JobStatus.FAILED, reason)
+            for child in job.children or []:
+                self.cancel(child, reason)
+            return
+        if job.status in (JobStatus.SUBMITTED, JobStatus.RUNNABLE):
+            job.is_cancelled = True
+            self.set_status(job, JobStatus.FAILED, reason)
+        elif job.status is JobStatus.PENDING:
+            # AWS fails a cancelled PENDING job only once its dependencies complete.
+            job.cancel_reason = reason
+            job.is_cancelled = True
+            self._touch(job)
+            if job.unmet == 0:
+                self.set_status(job, JobStatus.FAILED, reason)
+        # STARTING, RUNNING and terminal jobs: CancelJob is a no-op that still succeeds.
+
+    def terminate(self, job: Job, reason: str) -> None:
+        if job.is_parent:
+            if job.status is JobStatus.SUBMITTED:
+                job.is_terminated = True
+                self.set_status(job, JobStatus.FAILED, reason)
+            for child in job.children or []:
+                self.terminate(child, reason)
+            return
+        if job.status in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE):
+            job.is_terminated = True
+            self.set_status(job, JobStatus.FAILED, reason)
+        elif job.status in (JobStatus.STARTING, JobStatus.RUNNING):
+            key = self.attempt_key(job)
+            if job.stop_cause is None or job.stop_cause == "reclaim":
+                job.stop_cause, job.stop_reason = "terminate", reason
+            if key in self.running:
+                self.executor.stop(key, self.options.kill_grace_seconds)
+            else:  # placed but not launched yet
+                self._release(job)
+                job.is_terminated = True
+                self.set_status(job, JobStatus.FAILED, reason)
+
+    # -- recovery -------------------------------------------------------------------------------
+    def recover_lost_attempts(self, jobs: list[Job]) -> None:
+        """Ends attempts that were alive when the engine died the way AWS ends them when a host is lost."""
+        for job in jobs:
+            res = job.sub.resources
+            job.gpu_ids = self.ledger.take(res)
+            ce = self.ces.get(job.placed_ce or "")
+            if ce is not None:
+                ce.used_vcpus += res.vcpus
+            key = self.attempt_key(job)
+            self.running[key] = job
+            if job.stop_cause is None:
+                job.stop_cause = "reclaim"
+            self._end_attempt(ExitInfo(key, None, None, True))
+
+    # -- loading ----------------------------------------------------------------------------------
+    def requeue(self, job: Job) -> None:
+        """Puts a RUNNABLE job loaded from the store back in its queue."""
+        self._push_runnable(job)
+
+    def rewire(self, job: Job) -> None:
+        """Re-links a PENDING job loaded from the store to the jobs it waits on."""
+        self._wire_dependencies(job, self._targets(job))
+        if job.status is JobStatus.PENDING and job.unmet == 0:
+            if job.cancel_reason:
+                self.set_status(job, JobStatus.FAILED, job.cancel_reason)
+            else:
+                self.set_status(job, JobStatus.RUNNABLE)

@@ -1,0 +1,179 @@
+"""SQLite repository: schema, job/queue/environment/definition rows and the event log; sole sqlite3 importer.
+
+The engine keeps its working state in memory and writes every change here inside one
+transaction per scheduler tick (or per API call), together with the events that change
+produced. WAL with synchronous=NORMAL survives a kill -9 of the engine (not a power cut),
+which is the durability the engine promises.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from chalicelib.localbatch.model import (
+    ComputeEnvironment, Job, JobDefinition, JobQueue, Resources, Submission,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS compute_environments (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_queues (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_definitions (
+    arn TEXT PRIMARY KEY, name TEXT NOT NULL, revision INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS submissions (seq INTEGER PRIMARY KEY, job_id TEXT UNIQUE NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, parent_id TEXT, idx INTEGER, status TEXT NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT, time_ms INTEGER NOT NULL, body TEXT NOT NULL);
+"""
+
+_STATE_FIELDS = ("status_reason", "started_at", "stopped_at", "attempts", "exit_code",
+                 "container_reason", "log_stream", "is_cancelled", "is_terminated", "cancel_reason",
+                 "created_at", "instance_id", "placed_ce")
+
+
+class Store:
+    """One writer connection (callers serialise writes under the engine lock), per-thread readers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._connect()
+        self._db.executescript(SCHEMA)
+        self._local = threading.local()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- meta ---------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- resources ----------------------------------------------------------------------------
+    def save_compute_environment(self, ce: ComputeEnvironment) -> None:
+        body = {k: v for k, v in asdict(ce).items() if k != "used_vcpus"}
+        self._db.execute("INSERT OR REPLACE INTO compute_environments VALUES (?, ?)", (ce.name, json.dumps(body)))
+
+    def delete_compute_environment(self, name: str) -> None:
+        self._db.execute("DELETE FROM compute_environments WHERE name=?", (name,))
+
+    def load_compute_environments(self) -> list[ComputeEnvironment]:
+        rows = self._db.execute("SELECT body FROM compute_environments").fetchall()
+        return [ComputeEnvironment(**json.loads(r[0])) for r in rows]
+
+    def save_queue(self, queue: JobQueue) -> None:
+        body = asdict(queue)
+        self._db.execute("INSERT OR REPLACE INTO job_queues VALUES (?, ?)", (queue.name, json.dumps(body)))
+
+    def delete_queue(self, name: str) -> None:
+        self._db.execute("DELETE FROM job_queues WHERE name=?", (name,))
+
+    def load_queues(self) -> list[JobQueue]:
+        queues = []
+        for (body,) in self._db.execute("SELECT body FROM job_queues"):
+            data = json.loads(body)
+            data["ce_order"] = [tuple(x) for x in data["ce_order"]]
+            queues.append(JobQueue(**data))
+        return queues
+
+    def save_job_definition(self, jd: JobDefinition) -> None:
+        self._db.execute("INSERT OR REPLACE INTO job_definitions VALUES (?, ?, ?, ?)",
+                         (jd.arn, jd.name, jd.revision, json.dumps(asdict(jd))))
+
+    def load_job_definitions(self) -> list[JobDefinition]:
+        rows = self._db.execute("SELECT body FROM job_definitions ORDER BY name, revision")
+        return [JobDefinition(**json.loads(r[0])) for r in rows]
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def insert_submission(self, sub: Submission) -> None:
+        body = {k: v for k, v in asdict(sub).items() if k not in ("static_json", "container_json")}
+        self._db.execute("INSERT INTO submissions VALUES (?, ?, ?)", (sub.seq, sub.job_id, json.dumps(body)))
+
+    def load_submissions(self) -> list[Submission]:
+        subs = []
+        for (body,) in self._db.execute("SELECT body FROM submissions ORDER BY seq"):
+            data = json.loads(body)
+            data["resources"] = Resources(**data["resources"])
+            subs.append(Submission(**data))
+        return subs
+
+    def max_submission_seq(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM submissions").fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _row(job: Job) -> tuple[str, str, str | None, int | None, str]:
+        state = {name: getattr(job, name) for name in _STATE_FIELDS}
+        parent_id = job.parent.job_id if job.parent is not None else None
+        return (job.status.value, json.dumps(state, separators=(",", ":")), parent_id, job.index, job.job_id)
+
+    def upsert_jobs(self, jobs: Iterable[Job]) -> None:
+        rows = [self._row(job) for job in jobs]
+        self._db.executemany(
+            "INSERT INTO jobs (status, state, parent_id, idx, job_id) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(job_id) DO UPDATE SET status=excluded.status, state=excluded.state", rows)
+
+    def load_jobs(self) -> Iterator[tuple[str, str | None, int | None, str, dict[str, Any]]]:
+        """Yields (job_id, parent_id, index, status, state) in insertion order."""
+        for job_id, parent_id, idx, status, state in self._db.execute(
+                "SELECT job_id, parent_id, idx, status, state FROM jobs ORDER BY rowid"):
+            yield job_id, parent_id, idx, status, json.loads(state)
+
+    # -- events -------------------------------------------------------------------------------
+    def append_events(self, events: list[tuple[str, int, str]]) -> int:
+        """Appends (job_id, time_ms, body) rows; returns the sequence number of the last one."""
+        self._db.executemany("INSERT INTO events (job_id, time_ms, body) VALUES (?, ?, ?)", events)
+        row = self._db.execute("SELECT last_insert_rowid()").fetchone()
+        return int(row[0])
+
+    def last_event_seq(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+    def read_events(self, after: int, limit: int = 1000, job_id: str | None = None) -> list[tuple[int, str]]:
+        """Reads events after a sequence number on this thread's own connection."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self._connect()
+        if job_id is None:
+            rows = reader.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        else:
+            rows = reader.execute("SELECT seq, body FROM events WHERE seq > ? AND job_id = ? ORDER BY seq LIMIT ?",
+                                  (after, job_id, limit))
+        return [(int(seq), str(body)) for seq, body in rows]
+
+    def save_submission_tags(self, sub: Submission) -> None:
+        row = self._db.execute("SELECT body FROM submissions WHERE job_id=?", (sub.job_id,)).fetchone()
+        if row is None:
+            return
+        data = json.loads(row[0])
+        data["tags"] = sub.tags
+        self._db.execute("UPDATE submissions SET body=? WHERE job_id=?", (json.dumps(data), sub.job_id))

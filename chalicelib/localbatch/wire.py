@@ -1,0 +1,196 @@
+"""Domain <-> Batch JSON (camelCase); sole owner of wire names for jobs, queues, environments, definitions.
+
+Job details are built as JSON text: the fields an array's children share are serialised once
+per submission and spliced in, because the engine writes one detail per state change and a
+10,000-child array makes 50,000 of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from chalicelib.localbatch import arns
+from chalicelib.localbatch.model import (
+    ALL_STATUSES, ComputeEnvironment, Job, JobDefinition, JobQueue, Submission,
+)
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _static_fragments(sub: Submission) -> tuple[str, str]:
+    if not sub.static_json:
+        static = {
+            "jobQueue": arns.queue_arn(sub.queue),
+            "jobDefinition": sub.job_definition,
+            "parameters": sub.parameters,
+            "dependsOn": sub.depends_on,
+            "tags": sub.tags,
+            "propagateTags": sub.propagate_tags,
+            "platformCapabilities": ["EC2"],
+        }
+        if sub.retry_strategy:
+            static["retryStrategy"] = sub.retry_strategy
+        if sub.timeout_seconds:
+            static["timeout"] = {"attemptDurationSeconds": sub.timeout_seconds}
+        if sub.scheduling_priority is not None:
+            static["schedulingPriority"] = sub.scheduling_priority
+        if sub.share_identifier:
+            static["shareIdentifier"] = sub.share_identifier
+        sub.static_json = _dumps(static)[1:-1]
+        sub.container_json = _dumps(sub.container)[1:-1]
+    return sub.static_json, sub.container_json
+
+
+def container_dynamic(job: Job) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if job.exit_code is not None:
+        out["exitCode"] = job.exit_code
+    if job.container_reason:
+        out["reason"] = job.container_reason
+    if job.log_stream:
+        out["logStreamName"] = job.log_stream
+    return out
+
+
+def array_properties(job: Job) -> dict[str, Any] | None:
+    if job.index is not None:
+        return {"index": job.index}
+    if job.summary is not None:
+        return {"size": job.sub.array_size, "statusSummary": dict(job.summary),
+                "statusSummaryLastUpdatedAt": job.summary_at}
+    if job.sub.array_size is not None:
+        return {"size": job.sub.array_size, "statusSummary": {s: 0 for s in ALL_STATUSES}}
+    return None
+
+
+def detail_json(job: Job) -> str:
+    """The DescribeJobs JobDetail of a job, as compact JSON text."""
+    static, container = _static_fragments(job.sub)
+    dynamic: dict[str, Any] = {
+        "jobArn": arns.job_arn(job.job_id),
+        "jobName": job.sub.name,
+        "jobId": job.job_id,
+        "status": job.status.value,
+        "createdAt": job.created_at,
+        "attempts": job.attempts,
+        "isCancelled": job.is_cancelled,
+        "isTerminated": job.is_terminated,
+    }
+    if job.status_reason:
+        dynamic["statusReason"] = job.status_reason
+    if job.started_at is not None:
+        dynamic["startedAt"] = job.started_at
+    if job.stopped_at is not None:
+        dynamic["stoppedAt"] = job.stopped_at
+    props = array_properties(job)
+    if props is not None:
+        dynamic["arrayProperties"] = props
+    head = _dumps(dynamic)[:-1]
+    dyn_container = _dumps(container_dynamic(job))[1:-1]
+    joined_container = ",".join(part for part in (dyn_container, container) if part)
+    body = f'{head},"container":{{{joined_container}}}'
+    if static:
+        body += "," + static
+    return body + "}"
+
+
+def job_detail(job: Job) -> dict[str, Any]:
+    return json.loads(detail_json(job))  # type: ignore[no-any-return]
+
+
+class _IsoClock:
+    """Formats EventBridge `time` strings, caching the current second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def format(self, ms: int) -> str:
+        second = ms // 1000
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        return self._text
+
+
+_iso = _IsoClock()
+
+
+def job_event_json(job: Job, now_ms: int) -> str:
+    """The EventBridge `Batch Job State Change` envelope for the job's current state."""
+    return (
+        '{"version":"0","id":"' + str(uuid.uuid4()) + '","detail-type":"Batch Job State Change",'
+        '"source":"aws.batch","account":"' + arns.ACCOUNT + '","time":"' + _iso.format(now_ms) + '",'
+        '"region":"' + arns.REGION + '","resources":["' + arns.job_arn(job.job_id) + '"],'
+        '"detail":' + detail_json(job) + "}"
+    )
+
+
+def queue_blocked_event_json(job: Job, queue: JobQueue, now_ms: int) -> str:
+    envelope = {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Batch Job Queue Blocked",
+        "source": "aws.batch", "account": arns.ACCOUNT, "time": _iso.format(now_ms),
+        "region": arns.REGION, "resources": [arns.job_arn(job.job_id), queue.arn],
+        "detail": {"jobArn": arns.job_arn(job.job_id), "jobName": job.sub.name, "jobId": job.job_id,
+                   "jobQueue": queue.arn, "status": job.status.value, "statusReason": job.status_reason,
+                   "createdAt": job.created_at},
+    }
+    return _dumps(envelope)
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "jobArn": arns.job_arn(job.job_id), "jobId": job.job_id, "jobName": job.sub.name,
+        "createdAt": job.created_at, "status": job.status.value,
+        "jobDefinition": job.sub.job_definition,
+    }
+    if job.status_reason:
+        out["statusReason"] = job.status_reason
+    if job.started_at is not None:
+        out["startedAt"] = job.started_at
+    if job.stopped_at is not None:
+        out["stoppedAt"] = job.stopped_at
+    container = {k: v for k, v in container_dynamic(job).items() if k in ("exitCode", "reason")}
+    if container:
+        out["container"] = container
+    props = array_properties(job)
+    if props is not None:
+        out["arrayProperties"] = props
+    return out
+
+
+def compute_environment(ce: ComputeEnvironment) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn, "tags": ce.tags,
+        "type": ce.type, "state": ce.state, "status": ce.status, "statusReason": ce.status_reason,
+        "containerOrchestrationType": "ECS",
+    }
+    if ce.compute_resources is not None:
+        out["computeResources"] = ce.compute_resources
+    if ce.service_role:
+        out["serviceRole"] = ce.service_role
+    return out
+
+
+def job_queue(queue: JobQueue) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "jobQueueName": queue.name, "jobQueueArn": queue.arn, "state": queue.state,
+        "status": queue.status, "statusReason": queue.status_reason, "priority": queue.priority,
+        "computeEnvironmentOrder": [
+            {"order": order, "computeEnvironment": arns.compute_environment_arn(name)}
+            for order, name in queue.ce_order
+        ],
+        "tags": queue.tags, "jobQueueType": "ECS",
+        "jobStateTimeLimitActions": queue.time_limit_actions,
+    }
+    if queue.scheduling_policy_arn:
+        out["schedulingPolicyArn"] = queue.scheduling_policy_arn
+    return out
+
+
+def job_definition(jd: JobDefinition) -> dict[str, Any]:
+    return {"jobDefinitionName": jd.name, "jobDefinitionArn": jd.arn, "revision": jd.revision,
+            "status": jd.status, "containerOrchestrationType": "ECS", **jd.body}
