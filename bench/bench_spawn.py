@@ -1,0 +1,119 @@
+"""Bench: 2,001 `true` processes through ProcessExecutor on 2 slots vs a plain thread pool.
+
+The baseline is what a user would write by hand: a pool of 2 threads calling
+``subprocess.run(["true"])`` (output not captured). The executor run does what the
+engine does per attempt: a fresh working folder, a log file, the tagged
+environment, the pidfd reaper and the exit callback; the next attempt is launched
+from the main thread when an exit arrives (the scheduler's role). A third run
+adds a memory limit to every attempt, so the memory monitor thread is active.
+
+Usage: python bench/bench_spawn.py [--jobs 2001] [--runs 3]
+Writes bench/results/spawn.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chalicelib.localbatch.executor import ExitInfo, LaunchRequest, ProcessExecutor  # noqa: E402
+
+SLOTS = 2
+RESULTS = Path(__file__).resolve().parent / "results" / "spawn.json"
+
+
+def run_baseline(jobs: int) -> float:
+    """Seconds for `jobs` x subprocess.run(["true"]) on a 2-thread pool."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=SLOTS) as pool:
+        for result in pool.map(lambda _: subprocess.run(["true"], check=False), range(jobs)):
+            if result.returncode != 0:
+                raise RuntimeError("true failed")
+    return time.perf_counter() - started
+
+
+def run_executor(jobs: int, memory_mib: int) -> float:
+    """Seconds for `jobs` attempts of `true` through ProcessExecutor on 2 slots."""
+    root = tempfile.mkdtemp(prefix="bench-spawn-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
+    executor = ProcessExecutor(f"bench-{os.getpid()}-{time.monotonic_ns()}")
+    exits: queue.SimpleQueue[ExitInfo] = queue.SimpleQueue()
+    executor.set_exit_callback(exits.put)
+
+    def request(index: int) -> LaunchRequest:
+        key = f"bench:{index}#1"
+        return LaunchRequest(
+            attempt_key=key,
+            argv=("true",),
+            env={"AWS_BATCH_JOB_ID": f"bench:{index}", "AWS_BATCH_JOB_ATTEMPT": "1"},
+            workdir=f"{root}/scratch/{index}",
+            log_path=f"{root}/logs/{index}.log",
+            memory_mib=memory_mib,
+        )
+
+    try:
+        started = time.perf_counter()
+        launched = 0
+        for _ in range(min(SLOTS, jobs)):
+            executor.launch(request(launched))
+            launched += 1
+        for _ in range(jobs):
+            info = exits.get(timeout=30)
+            if info.exit_code != 0:
+                raise RuntimeError(f"attempt failed: {info}")
+            if launched < jobs:
+                executor.launch(request(launched))
+                launched += 1
+        return time.perf_counter() - started
+    finally:
+        executor.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2001)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    samples: dict[str, list[float]] = {"baseline": [], "executor": [], "executor_memlimit": []}
+    for _ in range(args.runs):  # interleaved so drift hits all variants alike
+        samples["baseline"].append(run_baseline(args.jobs))
+        samples["executor"].append(run_executor(args.jobs, memory_mib=0))
+        samples["executor_memlimit"].append(run_executor(args.jobs, memory_mib=2048))
+
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    result = {
+        "jobs": args.jobs,
+        "slots": SLOTS,
+        "runs": args.runs,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "samples_s": samples,
+        "median_s": medians,
+        "ratio_executor_vs_baseline": medians["executor"] / medians["baseline"],
+        "ratio_executor_memlimit_vs_baseline": medians["executor_memlimit"] / medians["baseline"],
+        "rate_per_s": {name: args.jobs / value for name, value in medians.items()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    for name, value in medians.items():
+        print(f"{name:18s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)")
+    print(f"ratio executor/baseline          {result['ratio_executor_vs_baseline']:.2f}")
+    print(f"ratio executor+memlimit/baseline {result['ratio_executor_memlimit_vs_baseline']:.2f}")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""Executor protocol; ProcessExecutor runs each attempt as a local process group.
+
+Contract with the scheduler: ``launch`` starts an attempt and returns at once;
+the exit callback fires exactly once per launched attempt, from the reaper
+thread (also for failed starts and OOM kills); ``stop`` ends an attempt with
+SIGTERM then SIGKILL. Every child carries ``CONVEYOR_ENGINE_TOKEN`` and
+``CONVEYOR_ATTEMPT_KEY`` in its environment so that after a kill -9 of the
+engine, ``kill_orphans`` on restart can find and end what the old engine left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote
+
+from chalicelib.localbatch import procfs
+from chalicelib.localbatch.reaper import Reaper, collect_exit_code
+
+logger = logging.getLogger(__name__)
+
+TOKEN_VAR = "CONVEYOR_ENGINE_TOKEN"
+ATTEMPT_VAR = "CONVEYOR_ATTEMPT_KEY"
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+START_ERROR = "CannotStartContainerError"
+PULL_ERROR = "CannotPullContainerError"
+ORPHAN_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """One attempt to run: what, where, with which limits."""
+
+    attempt_key: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    workdir: str
+    log_path: str
+    memory_mib: int = 0
+    vcpus: float = 1.0
+    gpu_ids: tuple[int, ...] = ()
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How an attempt ended; ``exit_code`` is None when it never started."""
+
+    attempt_key: str
+    exit_code: int | None
+    reason: str | None
+    started: bool
+
+
+class LaunchError(Exception):
+    """Raised by ``launch`` only for misuse (closed executor, duplicate key).
+
+    A process that cannot start is not an exception: ``launch`` returns -1 and
+    the exit callback reports ``started=False`` with a CannotStartContainerError.
+    """
+
+
+ExitCallback = Callable[[ExitInfo], None]
+
+
+class Executor(Protocol):
+    def set_exit_callback(self, callback: ExitCallback) -> None: ...
+    def launch(self, request: LaunchRequest) -> int: ...
+    def stop(self, attempt_key: str, grace_seconds: float) -> None: ...
+    def running(self) -> list[str]: ...
+    def kill_orphans(self) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+def build_base_env(environ: Mapping[str, str], python_executable: str) -> dict[str, str]:
+    """The engine's environment with its own Python's folder first on PATH."""
+    env = dict(environ)
+    bin_dir = os.path.dirname(python_executable)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}" if env.get("PATH") else bin_dir
+    return env
+
+
+def resolve_local_image(image: str | None) -> str | None:
+    """Returns the folder of a local image (``file://`` URL or absolute dir).
+
+    Other image strings (registry names) return None: processes ignore them.
+    """
+    if not image:
+        return None
+    if image.startswith("file://"):
+        return unquote(image[len("file://") :]) or "/"
+    if os.path.isabs(image) and os.path.isdir(image):
+        return image
+    return None
+
+
+def _prepend(folder: str, current: str | None) -> str:
+    return f"{folder}{os.pathsep}{current}" if current else folder
+
+
+def build_child_env(
+    base: Mapping[str, str], request: LaunchRequest, token: str, image_dir: str | None
+) -> dict[str, str]:
+    """Merges base env, the request's variables, the local image and our tags."""
+    env = dict(base)
+    env.update(request.env)
+    if image_dir is not None:
+        env["PATH"] = _prepend(image_dir, env.get("PATH"))
+        env["PYTHONPATH"] = _prepend(image_dir, env.get("PYTHONPATH"))
+    if request.gpu_ids and "CUDA_VISIBLE_DEVICES" not in request.env:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in request.gpu_ids)
+    # Set last so a job cannot hide from kill_orphans by overriding them.
+    env[TOKEN_VAR] = token
+    env[ATTEMPT_VAR] = request.attempt_key
+    return env
+
+
+class ExecutableCache:
+    """Resolves a command name on PATH in the parent, remembering answers briefly.
+
+    Why: given a bare name, the child tries ``execve`` in every PATH folder in
+    turn; with the venv and image folders first that is several failed execs
+    per job (~150 us here). Entries expire after ``ttl`` seconds so a program
+    installed later, earlier on PATH, is still found.
+    """
+
+    def __init__(self, ttl: float = 2.0) -> None:
+        self._ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def resolve(self, name: str, path_value: str | None) -> str | None:
+        """Returns the absolute program for ``name``, or None to let exec search."""
+        if not name or os.sep in name or not path_value:
+            return None
+        key = (name, path_value)
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        found = self._search(name, path_value)
+        if found is not None:
+            if len(self._entries) > 256:
+                self._entries.clear()
+            self._entries[key] = (found, now + self._ttl)
+        return found
+
+    @staticmethod
+    def _search(name: str, path_value: str) -> str | None:
+        folders = path_value.split(os.pathsep)
+        # A relative folder is relative to the child's cwd: leave it to exec.
+        if any(not os.path.isabs(folder) for folder in folders):
+            return None
+        for folder in folders:
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+        return None
+
+
+def describe_start_error(err: BaseException) -> str:
+    """Turns a Popen/open failure into AWS's ``CannotStartContainerError: ...``."""
+    if isinstance(err, OSError) and err.strerror:
+        subject = err.filename if err.filename is not None else ""
+        detail = f"{subject}: {err.strerror}" if subject else err.strerror
+    else:
+        detail = str(err) or type(err).__name__
+    return f"{START_ERROR}: {detail}"
+
+
+def open_log(path: str) -> int:
+    """Opens (creating it and its folders) the attempt's log for appending."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o644)
+
+
+def make_workdir(path: str) -> None:
+    """Creates the attempt's working folder; one syscall in the common case."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(path, exist_ok=True)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Signals a process group, ignoring one that is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclass(eq=False)
+class _Attempt:
+    key: str
+    proc: subprocess.Popen[bytes]
+    memory_limit: int  # bytes; 0 = unlimited
+    stopping: bool = False
+    oom: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class ProcessExecutor:
+    """Runs attempts as local process groups; see the module docstring."""
+
+    def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25) -> None:
+        if not engine_token:
+            raise ValueError("engine_token must be a non-empty string")
+        self._token = engine_token
+        self._poll = memory_poll_seconds
+        self._base_env = build_base_env(os.environ, sys.executable)
+        self._executables = ExecutableCache()
+        self._reaper = Reaper()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._attempts: dict[str, _Attempt] = {}
+        self._by_pid: dict[int, _Attempt] = {}
+        self._callback: ExitCallback | None = None
+        self._closed = False
+        self._memory_thread: threading.Thread | None = None
+        self._memory_pending = threading.Event()
+        self._closing = threading.Event()
+
+    # -- Executor protocol ---------------------------------------------------
+
+    def set_exit_callback(self, callback: ExitCallback) -> None:
+        self._callback = callback
+
+    def launch(self, request: LaunchRequest) -> int:
+        """Starts the attempt; returns its pid (= pgid), or -1 if it could not start.
+
+        Raises:
+            LaunchError: the executor is closed or the key is already running.
+        """
+        with self._lock:
+            if self._closed:
+                raise LaunchError("executor is closed")
+            if request.attempt_key in self._attempts:
+                raise LaunchError(f"attempt {request.attempt_key!r} is already running")
+        image_dir = resolve_local_image(request.image)
+        if image_dir is not None and not os.path.isdir(image_dir):
+            reason = f"{PULL_ERROR}: local image folder {image_dir} does not exist"
+            return self._report_failed_start(request.attempt_key, reason)
+        if not request.argv:
+            return self._report_failed_start(request.attempt_key, f"{START_ERROR}: empty command")
+        env = build_child_env(self._base_env, request, self._token, image_dir)
+        try:
+            make_workdir(request.workdir)
+            log_fd = open_log(request.log_path)
+        except OSError as err:
+            return self._report_failed_start(request.attempt_key, describe_start_error(err))
+        try:
+            proc = subprocess.Popen(
+                request.argv,
+                executable=self._executables.resolve(request.argv[0], env.get("PATH")),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                cwd=request.workdir,
+                env=env,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError) as err:
+            return self._report_failed_start(request.attempt_key, describe_start_error(err))
+        finally:
+            os.close(log_fd)
+        return self._track(_Attempt(request.attempt_key, proc, max(0, request.memory_mib) * 1024 * 1024))
+
+    def stop(self, attempt_key: str, grace_seconds: float) -> None:
+        """SIGTERMs the group now and SIGKILLs it after the grace if still alive."""
+        with self._lock:
+            attempt = self._attempts.get(attempt_key)
+            if attempt is None:
+                return
+            if grace_seconds <= 0:
+                signal_group(attempt.pid, signal.SIGKILL)
+            elif not attempt.stopping:
+                signal_group(attempt.pid, signal.SIGTERM)
+            attempt.stopping = True
+        if grace_seconds > 0:
+            self._reaper.call_later(grace_seconds, lambda: self._kill_if_current(attempt))
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return list(self._attempts)
+
+    def kill_orphans(self) -> list[str]:
+        """SIGKILLs the process groups of earlier engines with our token.
+
+        Waits (up to ``ORPHAN_WAIT_SECONDS``) until they are gone, so a new
+        attempt never overlaps an old one. Returns the attempt keys killed.
+        """
+        keys: set[str] = set()
+        deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+        # Rounds: a process forked while we were killing is caught next round.
+        for _ in range(3):
+            found = procfs.find_tagged(TOKEN_VAR, self._token, ATTEMPT_VAR, exclude=self._own_pids())
+            if not found:
+                break
+            own_group = os.getpgrp()
+            for orphan in found:
+                if orphan.pgid > 1 and orphan.pgid != own_group:
+                    signal_group(orphan.pgid, signal.SIGKILL)
+                try:
+                    os.kill(orphan.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                if orphan.attempt_key:
+                    keys.add(orphan.attempt_key)
+            self._wait_gone([orphan.pid for orphan in found], deadline)
+        return sorted(keys)
+
+    def close(self) -> None:
+        """Kills every running attempt, delivers their exits, stops threads."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for attempt in self._attempts.values():
+                signal_group(attempt.pid, signal.SIGKILL)
+            self._idle.wait_for(lambda: not self._attempts, timeout=5.0)
+        self._closing.set()
+        self._memory_pending.set()
+        self._reaper.close()
+        if self._memory_thread is not None:
+            self._memory_thread.join(2.0)
+
+    # -- internals -------------------------------------------------------------
+
+    def _track(self, attempt: _Attempt) -> int:
+        with self._lock:
+            self._attempts[attempt.key] = attempt
+            self._by_pid[attempt.pid] = attempt
+        try:
+            self._reaper.watch(attempt.pid, self._on_exit)
+        except (OSError, RuntimeError) as err:
+            # Without a pidfd we cannot follow it: end it now rather than leak it.
+            with self._lock:
+                self._attempts.pop(attempt.key, None)
+                self._by_pid.pop(attempt.pid, None)
+            signal_group(attempt.pid, signal.SIGKILL)
+            attempt.proc.returncode = collect_exit_code(attempt.pid)
+            return self._report_failed_start(attempt.key, describe_start_error(err))
+        if attempt.memory_limit:
+            self._start_memory_watch()
+        return attempt.pid
+
+    def _report_failed_start(self, attempt_key: str, reason: str) -> int:
+        info = ExitInfo(attempt_key, exit_code=None, reason=reason, started=False)
+        self._reaper.call_soon(lambda: self._deliver(info))
+        return -1
+
+    def _on_exit(self, pid: int) -> None:
+        # Runs on the reaper thread once the leader has exited (a zombie still
+        # holding its pid and pgid, so signalling the group below is safe).
+        with self._lock:
+            attempt = self._by_pid.pop(pid, None)
+            if attempt is not None:
+                self._attempts.pop(attempt.key, None)
+            if self._closed:
+                self._idle.notify_all()
+        # Like a container, the attempt ends when its main process does.
+        signal_group(pid, signal.SIGKILL)
+        code = collect_exit_code(pid)
+        if attempt is None:
+            return
+        attempt.proc.returncode = code  # so Popen never waits on a recycled pid
+        reason = OOM_REASON if attempt.oom else None
+        self._deliver(ExitInfo(attempt.key, exit_code=code if code >= 0 else None, reason=reason, started=True))
+
+    def _deliver(self, info: ExitInfo) -> None:
+        callback = self._callback
+        if callback is None:
+            logger.warning("no exit callback set; dropping exit of %s", info.attempt_key)
+            return
+        callback(info)
+
+    def _kill_if_current(self, attempt: _Attempt) -> None:
+        with self._lock:
+            if self._attempts.get(attempt.key) is attempt:
+                signal_group(attempt.pid, signal.SIGKILL)
+
+    def _own_pids(self) -> set[int]:
+        with self._lock:
+            return {os.getpid(), *self._by_pid}
+
+    @staticmethod
+    def _wait_gone(pids: list[int], deadline: float) -> None:
+        pending = list(pids)
+        while pending and time.monotonic() < deadline:
+            pending = [pid for pid in pending if procfs.is_alive(pid)]
+            if pending:
+                time.sleep(0.02)
+        if pending:
+            logger.warning("orphan processes still alive after SIGKILL: %s", pending)
+
+    # -- memory limits ---------------------------------------------------------
+
+    def _start_memory_watch(self) -> None:
+        self._memory_pending.set()
+        with self._lock:
+            if self._memory_thread is None and not self._closed:
+                self._memory_thread = threading.Thread(
+                    target=self._watch_memory, name="conveyor-memory", daemon=True
+                )
+                self._memory_thread.start()
+
+    def _watch_memory(self) -> None:
+        while not self._closing.is_set():
+            with self._lock:
+                limited = {a.pid: a for a in self._attempts.values() if a.memory_limit and not a.oom}
+                if not limited:
+                    # Sleep without polling until a limited attempt is launched.
+                    self._memory_pending.clear()
+            if not limited:
+                self._memory_pending.wait()
+                continue
+            for pgid, used in procfs.sum_group_rss(limited).items():
+                if used > limited[pgid].memory_limit:
+                    self._kill_for_memory(limited[pgid], used)
+            self._closing.wait(self._poll)
+
+    def _kill_for_memory(self, attempt: _Attempt, used: int) -> None:
+        with self._lock:
+            if self._attempts.get(attempt.key) is not attempt:
+                return
+            attempt.oom = True
+            signal_group(attempt.pid, signal.SIGKILL)
+        logger.info("attempt %s used %d MiB over its %d MiB limit; killed",
+                    attempt.key, used >> 20, attempt.memory_limit >> 20)
+
+
+def docker_available(timeout: float = 2.0) -> bool:
+    """True when ``docker info`` answers within ``timeout`` seconds."""
+    try:
+        result = subprocess.run(
+            ["docker", "info"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, timeout=timeout, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0
+
+
+def make_executor(engine_token: str, kind: str = "auto") -> Executor:
+    """Builds the executor: "process", "docker", or "auto" (= process).
+
+    Raises:
+        ValueError: unknown ``kind``, or "docker" while no Docker engine answers.
+    """
+    if kind in ("auto", "process"):
+        return ProcessExecutor(engine_token)
+    if kind == "docker":
+        if not docker_available():
+            raise ValueError("executor kind 'docker' requested but no Docker engine answers `docker info`")
+        from chalicelib.localbatch.docker_executor import DockerExecutor
+
+        return DockerExecutor(engine_token)
+    raise ValueError(f"executor kind must be one of 'auto', 'process', 'docker'; got {kind!r}")
