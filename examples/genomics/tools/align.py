@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.common import ToolError, carry_stats, check_read_pair, resolve_reference, run_tool, write_json
+from .common import ToolError, carry_stats, check_read_pair, resolve_reference, run_tool, write_json
 
 MAX_INSERT = 1000  # larger spans are not "proper" pairs for this library size
 BAM_PAIRED, BAM_PROPER, BAM_UNMAPPED, BAM_MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8

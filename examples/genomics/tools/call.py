@@ -17,24 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.common import ToolError, carry_stats, find_one, read_json, resolve_reference, run_tool, write_json
-
-
-def bcftools(command: str, *args: str) -> None:
-    """Runs one bcftools sub-command through pysam, honouring `-o`; failures become ToolError."""
-    import pysam
-    import pysam.bcftools  # noqa: F401  (the sub-module must be imported explicitly)
-
-    try:
-        getattr(pysam.bcftools, command)(*args, catch_stdout=False)
-    except pysam.utils.SamtoolsError as err:
-        raise ToolError(f"bcftools {command} failed: {str(err).strip().splitlines()[-1]}") from err
+from .common import ToolError, bcftools, carry_stats, find_one, read_json, resolve_reference, run_tool, write_json
 
 
 def count_variants(vcf: Path) -> dict[str, int]:
     """SNP, indel and other record counts, plus heterozygous/homozygous-alt genotypes."""
     import pysam
 
+    pysam.set_verbosity(0)  # htslib warns about bcftools' own MQ header line; noise for users
     counts = {"records": 0, "snps": 0, "indels": 0, "other": 0, "het": 0, "hom_alt": 0}
     with pysam.VariantFile(str(vcf)) as calls:
         for record in calls:

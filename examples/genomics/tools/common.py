@@ -121,3 +121,14 @@ def carry_stats(upstream: Path | None, out: Path, names: tuple[str, ...]) -> dic
             stats[name] = read_json(source)
             write_json(out / source.name, stats[name])
     return stats
+
+
+def bcftools(command: str, *args: str) -> None:
+    """Runs one bcftools sub-command through pysam, honouring `-o`; failures become ToolError."""
+    import pysam
+    import pysam.bcftools  # noqa: F401  (the sub-module must be imported explicitly)
+
+    try:
+        getattr(pysam.bcftools, command)(*args, catch_stdout=False)
+    except pysam.utils.SamtoolsError as err:
+        raise ToolError(f"bcftools {command} failed: {str(err).strip().splitlines()[-1]}") from err

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.call import bcftools
+from .common import bcftools
+
 
 Key = tuple[str, int, str, str]
 

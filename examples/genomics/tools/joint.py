@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.call import bcftools
-from tools.common import ToolError, find_one, read_json, run_tool, write_json
+from .common import ToolError, bcftools, find_one, read_json, run_tool, write_json
 
 STATS = ("qc", "align", "call")
 
@@ -69,6 +68,7 @@ def run_joint(out: Path, calls: list[Path]) -> dict[str, Any]:
 def count_records(vcf: Path) -> int:
     import pysam
 
+    pysam.set_verbosity(0)  # htslib warns about bcftools' own MQ header line; noise for users
     with pysam.VariantFile(str(vcf)) as records:
         return sum(1 for _ in records)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tools.common import ToolError, check_read_pair, run_tool, write_json
+from .common import ToolError, check_read_pair, run_tool, write_json
 
 MAX_READ_LENGTH = 1000
 VALID_BASES = "ACGTNacgtn"
@@ -124,7 +124,7 @@ def summarise_pair(r1: Path, r2: Path) -> tuple[MateSummary, MateSummary]:
     except OSError as err:
         raise ToolError(f"cannot read {r1.name}/{r2.name} after {number} good pairs: {err}") from err
     if number == 0:
-        raise ToolError(f"no reads in {r1.name} and {r2.name}")
+        raise ToolError(f"no FASTQ records in {r1.name} and {r2.name} (empty, or not FASTQ)")
     return mates
 
 

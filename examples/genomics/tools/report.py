@@ -17,8 +17,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from tools import evaluate, svg
-from tools.common import ToolError, read_json, resolve_reference, run_tool, write_json
+from . import evaluate, svg
+from .common import ToolError, read_json, resolve_reference, run_tool, write_json
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}

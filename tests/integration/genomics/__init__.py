@@ -1,0 +1,1 @@
+"""Integration tests of the genomics example: simulated data through the real tools."""

@@ -1,0 +1,1 @@
+"""Unit tests of the genomics example tools (pure logic, no files)."""
