@@ -91,7 +91,8 @@ def _message(rule: str, value: Any, instance: Any, schema: dict[str, Any]) -> st
     got = short_repr(instance)
     if rule == "type":
         expected = " or ".join(value) if isinstance(value, list) else value
-        return f"expected {expected}, got {_type_name(instance)} {got}"
+        shown = "" if isinstance(instance, (dict, list)) else f" {got}"
+        return f"expected {expected}, got {_type_name(instance)}{shown}"
     if rule == "enum":
         return f"expected one of: {', '.join(str(v) for v in value)}; got {got}"
     if rule == "const":

@@ -106,7 +106,11 @@ def _check_after(
         name = _name_of(stage)
         if name is not None and name not in direct:
             direct[name] = known
+    order = {name: i for i, name in enumerate(names)}
     for cycle in _find_cycles(direct):
+        # Start the loop at the stage that comes first in the spec, in flow order.
+        start = min(range(len(cycle)), key=lambda k: order.get(cycle[k], 0))
+        cycle = cycle[start:] + cycle[:start]
         first = cycle[0]
         index = next(i for i, s in stages if _name_of(s) == first)
         issues.append(SpecIssue(f"$.stages[{index}].after", "acyclic",
