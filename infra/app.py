@@ -1,0 +1,95 @@
+"""cdk.App; creates stages from context; defines no resources.
+
+Context (cdk.json or ``-c key=value``):
+
+* ``conveyor:pipelines``: spec files, one pipeline stack each (paths relative to the repo);
+* ``conveyor:force``: ``true`` lets a deployment replace a newer version (downgrade);
+* ``conveyor:interfaceEndpoints``: ``true`` puts Batch instances in isolated subnets
+  behind interface endpoints (billed hourly) instead of public subnets;
+* ``conveyor:maxVcpus``: ``{"spot": 256, "on-demand": 64, "gpu": 16}`` overrides;
+* ``conveyor:runnableTimeLimit``: seconds a job may sit RUNNABLE before Batch cancels it (>= 600);
+* ``conveyor:nag``: ``false`` skips the cdk-nag AwsSolutions checks (on by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from chalicelib import __version__
+from chalicelib.pipeline.spec import load_spec
+from infra.stacks.compute import ComputeStack
+from infra.stacks.network import NetworkStack
+from infra.stacks.pipeline import PipelineStack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STACK_PREFIX = "Conveyor"
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _json(value: Any) -> Any:
+    # `-c key=value` gives strings; cdk.json gives parsed JSON.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def stack_name_for(pipeline: str) -> str:
+    return f"{STACK_PREFIX}-{pipeline}"
+
+
+def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = None,
+              source_dir: Path = REPO_ROOT) -> cdk.App:
+    """Builds the app (network, compute, one stack per pipeline spec); synth is the caller's.
+
+    Raises:
+        SpecValidationError: a listed spec is invalid (the message names each field).
+    """
+    app = cdk.App(context=dict(context or {}), outdir=outdir)
+    ctx = app.node.try_get_context
+    env = cdk.Environment(
+        account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
+    )
+    for key, value in {"conveyor:version": __version__}.items():
+        cdk.Tags.of(app).add(key, value)
+    network = NetworkStack(
+        app, f"{STACK_PREFIX}-Network", env=env,
+        interface_endpoints=_flag(ctx("conveyor:interfaceEndpoints") or False),
+        description=f"Conveyor {__version__}: VPC with zero idle cost",
+    )
+    compute = ComputeStack(
+        app, f"{STACK_PREFIX}-Compute", env=env,
+        vpc=network.vpc, subnets=network.batch_subnets, security_group=network.security_group,
+        max_vcpus=_json(ctx("conveyor:maxVcpus") or {}),
+        runnable_limit_s=int(ctx("conveyor:runnableTimeLimit") or 1800),
+        description=f"Conveyor {__version__}: Batch compute environments (0 vCPUs idle) and queues",
+    )
+    for raw_path in _json(ctx("conveyor:pipelines") or []):
+        spec_path = Path(raw_path)
+        if not spec_path.is_absolute():
+            spec_path = source_dir / spec_path
+        spec = load_spec(spec_path)
+        PipelineStack(
+            app, stack_name_for(spec.name), env=env,
+            spec=spec, spec_path=spec_path, queues=compute.queues, version=__version__,
+            source_dir=source_dir, force=_flag(ctx("conveyor:force") or False),
+            description=f"Conveyor {__version__}: pipeline {spec.name}",
+        )
+    if _flag(ctx("conveyor:nag") if ctx("conveyor:nag") is not None else True):
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
+
+
+def main() -> None:
+    build_app().synth()
+
+
+if __name__ == "__main__":
+    main()
