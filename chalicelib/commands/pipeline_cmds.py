@@ -22,6 +22,13 @@ from chalicelib.pipeline.spec import load_spec
 def register(commands: Any) -> None:
     """Adds the pipeline sub-commands to the `conveyor` parser."""
     _register_validate_plan(commands)
+    _register_run_commands(commands)
+
+
+def _register_run_commands(commands: Any) -> None:
+    from chalicelib.commands.pipeline_run import register_run_commands
+
+    register_run_commands(commands)
 
 
 # --- validate / plan -------------------------------------------------------

@@ -12,13 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from chalicelib.pipeline.manifest import read_manifest, write_join_items
 from chalicelib.pipeline.model import JobKind, PlannedJob
+from chalicelib.pipeline.objectstore import ObjectStore
 from chalicelib.pipeline.ports import RunStore
 from chalicelib.pipeline.records import TERMINAL_BATCH_STATUSES, JobRecord, StageRecord
 from chalicelib.pipeline.runcontext import RunContext
 
 # (run context, join stage, item indexes) -> URI of an item list the runner reads via --items.
 JoinItemsWriter = Callable[[RunContext, str, list[int]], str]
+
+
+def manifest_join_items(objects: ObjectStore) -> JoinItemsWriter:
+    """A JoinItemsWriter that writes the chosen items to ``<run prefix>/_joins/<stage>.json``."""
+
+    def write(ctx: RunContext, stage: str, indexes: list[int]) -> str:
+        items = read_manifest(objects, ctx.manifest)
+        return write_join_items(objects, ctx.run.prefix, stage, [items[i] for i in indexes])
+
+    return write
 
 
 @dataclass

@@ -142,7 +142,8 @@ class RunRequest:
     ``spec`` is the spec document (parsed YAML/JSON, validated again when planned),
     ``items_source`` a folder, ``file://``/``s3://`` prefix or manifest URI, ``prefix`` the
     run's object-store prefix, ``source`` says what started it (``cli``, ``inbox:<key>``,
-    ``s3://bucket/key#etag``, ``rerun:<run id>``).
+    ``s3://bucket/key#etag``, ``rerun:<run id>``), ``base_dir`` is the folder relative
+    ``build`` paths in the spec resolve against (the spec file's folder; empty: cwd).
     """
 
     run_id: str
@@ -151,6 +152,7 @@ class RunRequest:
     prefix: str
     source: str = ""
     parent_run_id: str | None = None
+    base_dir: str = ""
 
 
 class RunStarter(Protocol):

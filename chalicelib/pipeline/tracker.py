@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.pipeline.events import is_batch_job_event, run_event, stage_event
+from chalicelib.pipeline.events import BATCH_DETAIL_TYPE, is_batch_job_event, run_event, stage_event
 from chalicelib.pipeline.joins import JoinItemsWriter, JoinPlan, plan_deferred
 from chalicelib.pipeline.model import PlannedJob
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunStore
@@ -95,6 +95,25 @@ class Tracker:
                     self._store.put_item_results(self._job_results(job, detail))
                 self.settle(ctx.run.run_id, outcome)
             return outcome
+
+    def reconcile(self, run_id: str) -> TrackerOutcome:
+        """Feeds the current DescribeJobs state of the run's unfinished jobs through ``handle``.
+
+        Closes the gap between SubmitJob and the record (an event for a job not recorded yet
+        is ignored), and is the polling fallback when no event stream is available.
+        """
+        outcome = TrackerOutcome()
+        pending = [j.job_id for j in self._store.list_jobs(run_id) if j.status not in TERMINAL_BATCH_STATUSES]
+        for start in range(0, len(pending), 100):  # DescribeJobs takes at most 100 ids
+            for job in self._batch.describe_jobs(jobs=pending[start : start + 100]).get("jobs", []):
+                envelope = {"detail-type": BATCH_DETAIL_TYPE, "source": "aws.batch", "detail": job}
+                result = self.handle(envelope)
+                outcome.published.extend(result.published)
+                outcome.submitted.extend(result.submitted)
+                outcome.resumes.extend(result.resumes)
+                outcome.run_finished = outcome.run_finished or result.run_finished
+        self.settle(run_id, outcome)
+        return outcome
 
     # -- item results ---------------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+"""Live run progress for the CLI: one rich progress bar per stage with item counts by Batch status.
+
+On a terminal it redraws in place; otherwise (pipes, tests) it prints one line per stage
+status change, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chalicelib.pipeline.records import ItemResult, StageRecord
+
+_STATUS_ORDER = ("PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "STARTING": "cyan"}
+
+
+def stage_counts(stage: StageRecord, items: Sequence[ItemResult]) -> Counter[str]:
+    """Items of a stage per status: from item results when there are some, else the stage's counts."""
+    own = Counter(r.status for r in items if r.stage == stage.stage)
+    return own if own else Counter(stage.counts)
+
+
+def describe_counts(counts: Counter[str]) -> str:
+    parts = []
+    for status in _STATUS_ORDER:
+        if counts.get(status):
+            style = _STYLE.get(status)
+            text = f"{status.lower()} {counts[status]}"
+            parts.append(f"[{style}]{text}[/]" if style else text)
+    return " · ".join(parts)
+
+
+class RunProgress:
+    """Progress display of one run; ``update`` is called with fresh store reads."""
+
+    def __init__(self, console: Console, run_id: str) -> None:
+        self._console = console
+        self._run_id = run_id
+        self._live = console.is_terminal
+        self._progress = Progress(
+            TextColumn("[bold]{task.description:<16}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]:<10}"),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not self._live,
+        )
+        self._tasks: dict[str, int] = {}
+        self._last: dict[str, str] = {}
+
+    def __enter__(self) -> RunProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, stages: Sequence[StageRecord], items: Sequence[ItemResult]) -> None:
+        for stage in stages:
+            counts = stage_counts(stage, items)
+            done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
+            if stage.status.is_terminal:
+                done = stage.items
+            fields = {"status": stage.status.value.lower(), "counts": describe_counts(counts)}
+            if stage.stage not in self._tasks:
+                self._tasks[stage.stage] = self._progress.add_task(stage.stage, total=stage.items, **fields)
+            self._progress.update(self._tasks[stage.stage], completed=done, total=stage.items, **fields)
+            if not self._live and self._last.get(stage.stage) != stage.status.value:
+                self._last[stage.stage] = stage.status.value
+                self._console.print(
+                    f"{self._run_id} stage {stage.stage}: {stage.status.value.lower()} "
+                    f"({done}/{stage.items}) {describe_counts(counts)}",
+                    highlight=False,
+                )
