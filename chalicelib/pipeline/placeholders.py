@@ -3,7 +3,8 @@
 Rules (shared by the spec checker and the runner):
 
 * ``{name}`` where name is letters, digits, ``_`` and ``-``; ``{{`` and ``}}``
-  are literal braces. Anything else (``Ref::x``, ``$HOME``) passes through.
+  are literal braces. Anything else (``Ref::x``, ``$HOME``, ``${HOME}``)
+  passes through.
 * An argument that is exactly one placeholder expands to its values as
   separate arguments (zero or more): ``["{item}"]`` with two read files
   becomes ``["r1.fq", "r2.fq"]``.
@@ -16,7 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_-]*)\}")
+# ``${NAME}`` is left alone: it is a shell variable for commands like ``sh -c``.
+_TOKEN = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 BUILTIN = ("item", "key", "out")
 
 
