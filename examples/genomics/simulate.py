@@ -6,6 +6,10 @@ Writes, under ``--out``::
     reads/<S>_R1.fastq.gz, _R2         2x150 bp pairs simulated from the sample's two haplotypes
     truth/<S>.truth.vcf.gz (+ .tbi)       the SNPs and 1-5 bp indels the sample carries (het or hom)
     samples.txt                        the sample names, one per line
+    items.tsv                          the pipeline's items manifest: one line per sample,
+                                       key, R1, R2, reference (+ .fai) and truth VCF,
+                                       paths relative to this folder (so the same file
+                                       works after copying the folder to s3://)
 
 Variants come from a shared population pool, so samples share some sites and
 the joint VCF has real multi-sample records. Reads carry Phred qualities drawn
@@ -30,6 +34,7 @@ READ_LENGTH = 150
 FRAGMENT_MEAN = 350
 FRAGMENT_SD = 40
 CONTIG = "chr1"
+ITEMS_MANIFEST = "items.tsv"
 # Keep variants away from the contig ends (coverage falls off there) and from
 # each other (clustered variants normalise into complex records that no longer
 # compare one to one with the truth).
@@ -252,7 +257,19 @@ def simulate(config: SimulationConfig, log=print) -> list[str]:
         note = "  (malformed R2)" if broken else ""
         log(f"  {name}: {pairs} pairs, {len(carried)} variants{note}")
     (config.out / "samples.txt").write_text("\n".join(names) + "\n")
+    write_items_manifest(config.out / ITEMS_MANIFEST, names)
     return names
+
+
+def write_items_manifest(path: Path, names: list[str]) -> None:
+    """`key<TAB>file...` per sample. Every item carries the shared reference and its own truth,
+    because the runner stages exactly an item's files into a job (locally and from S3 alike)."""
+    lines = ["# sample\tR1\tR2\treference\treference index\ttruth"]
+    for name in names:
+        files = [f"reads/{name}_R1.fastq.gz", f"reads/{name}_R2.fastq.gz", "reference/ref.fa",
+                 "reference/ref.fa.fai", f"truth/{name}.truth.vcf.gz"]
+        lines.append("\t".join([name, *files]))
+    path.write_text("\n".join(lines) + "\n")
 
 
 def parse_args(argv: list[str] | None) -> SimulationConfig:

@@ -1,6 +1,7 @@
 """Stage `align`: maps a sample's read pairs to the reference (minimap2 via mappy) into a sorted, indexed BAM.
 
-``python -m tools.align --reference REF R1 R2 OUTDIR [--qc QCDIR]`` writes
+``python -m tools.align FILES... OUTDIR [--qc QCDIR] [--reference REF]`` (the
+item's files: R1, R2 and the reference FASTA unless ``--reference`` names it) writes
 ``OUTDIR/<sample>.bam`` (+ ``.bai``), ``align.json`` (mapping rate, properly
 paired rate, mean MAPQ) and carries ``qc.json`` forward.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import ToolError, carry_stats, check_read_pair, resolve_reference, run_tool, write_json
+from .common import ToolError, carry_stats, check_read_pair, pick_reads, pick_reference, run_tool, write_json
 
 MAX_INSERT = 1000  # larger spans are not "proper" pairs for this library size
 BAM_PAIRED, BAM_PROPER, BAM_UNMAPPED, BAM_MATE_UNMAPPED = 0x1, 0x2, 0x4, 0x8
@@ -220,15 +221,16 @@ def run_align(reference: Path, r1: Path, r2: Path, out: Path, qc: Path | None = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools.align", description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", required=True, help="reference FASTA, or a folder holding ref.fa")
+    parser.add_argument("--reference", help="reference FASTA or a folder holding ref.fa (default: the FASTA among FILES)")
     parser.add_argument("--qc", type=Path, help="the qc stage's output folder for this sample (carried forward)")
-    parser.add_argument("r1", type=Path)
-    parser.add_argument("r2", type=Path)
+    parser.add_argument("inputs", type=Path, nargs="+", help="the item's files: R1, R2 FASTQ (and the reference)")
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
 
     def body() -> None:
-        stats = run_align(resolve_reference(args.reference), args.r1, args.r2, args.out, args.qc)
+        reference = pick_reference([args.reference] if args.reference else [str(p) for p in args.inputs])
+        r1, r2 = pick_reads(args.inputs)
+        stats = run_align(reference, r1, r2, args.out, args.qc)
         print(f"align: {stats['sample']}: {stats['mapped_reads']}/{stats['reads']} reads mapped "
               f"({stats['mapping_rate']:.2%}), {stats['proper_pair_rate']:.2%} properly paired")
 

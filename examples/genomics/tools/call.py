@@ -1,6 +1,7 @@
 """Stage `call`: per-sample variant calls from the sorted BAM with bcftools mpileup | call -mv.
 
-``python -m tools.call --reference REF ALIGNDIR OUTDIR`` writes
+``python -m tools.call ALIGNDIR OUTDIR --reference REF...`` (a FASTA, a folder
+holding ref.fa, or the item's files, of which the FASTA is used) writes
 ``OUTDIR/<sample>.vcf.gz`` (+ ``.tbi``) and ``call.json`` (SNP and indel
 counts), and carries ``qc.json``/``align.json`` forward for the join.
 
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import ToolError, bcftools, carry_stats, find_one, read_json, resolve_reference, run_tool, write_json
+from .common import ToolError, bcftools, carry_stats, find_one, pick_reference, read_json, run_tool, write_json
 
 
 def count_variants(vcf: Path) -> dict[str, int]:
@@ -71,13 +72,14 @@ def run_call(reference: Path, align: Path, out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools.call", description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", required=True, help="reference FASTA, or a folder holding ref.fa")
     parser.add_argument("align", type=Path, help="the align stage's output folder for this sample")
     parser.add_argument("out", type=Path)
+    parser.add_argument("--reference", required=True, nargs="+",
+                        help="reference FASTA or a folder holding ref.fa, or the item's files (the FASTA is used)")
     args = parser.parse_args(argv)
 
     def body() -> None:
-        stats = run_call(resolve_reference(args.reference), args.align, args.out)
+        stats = run_call(pick_reference(args.reference), args.align, args.out)
         print(f"call: {stats['sample']}: {stats['snps']} SNPs, {stats['indels']} indels")
 
     return run_tool("call", body)

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 # A sample's read files: <sample>_R1.fastq.gz (also _1, .fq, uncompressed).
 READ_FILE = re.compile(r"^(?P<sample>.+?)_R?(?P<mate>[12])\.f(ast)?q(\.gz)?$")
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
 REFERENCE_NAMES = ("ref.fa", "ref.fasta", "reference.fa", "reference.fasta", "genome.fa")
 
 
@@ -58,6 +59,40 @@ def check_read_pair(r1: str | Path, r2: str | Path) -> str:
     if second.group("sample") != sample:
         raise ToolError(f"R1 and R2 belong to different samples: {Path(r1).name}, {Path(r2).name}")
     return sample
+
+
+def pick_reads(paths: list[Path]) -> tuple[Path, Path]:
+    """The R1 and R2 FASTQ among an item's files (other files, such as the reference, are ignored).
+
+    Raises:
+        ToolError: not exactly one R1 and one R2 of the same sample.
+    """
+    mates: dict[str, list[Path]] = {"1": [], "2": []}
+    for path in paths:
+        match = READ_FILE.match(Path(path).name)
+        if match:
+            mates[match.group("mate")].append(Path(path))
+    if len(mates["1"]) != 1 or len(mates["2"]) != 1:
+        names = ", ".join(Path(p).name for p in paths) or "none"
+        raise ToolError(f"expected one <sample>_R1 and one <sample>_R2 FASTQ among the inputs, got: {names}")
+    check_read_pair(mates["1"][0], mates["2"][0])
+    return mates["1"][0], mates["2"][0]
+
+
+def pick_reference(locations: list[str]) -> Path:
+    """The reference FASTA from a list of locations: a single file/folder/`file://` URI, or
+    the first FASTA among an item's files (each item of the example carries the reference).
+
+    Raises:
+        ToolError: no FASTA among the locations.
+    """
+    if len(locations) == 1:
+        return resolve_reference(locations[0])
+    for location in locations:
+        if str(location).endswith(FASTA_SUFFIXES):
+            return resolve_reference(location)
+    names = ", ".join(Path(str(p)).name for p in locations) or "none"
+    raise ToolError(f"no reference FASTA ({'/'.join(FASTA_SUFFIXES)}) among the inputs: {names}")
 
 
 def resolve_reference(location: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """Stage `qc`: checks a sample's FASTQ pair and summarises read counts and base qualities.
 
-``python -m tools.qc R1 R2 OUTDIR`` writes ``OUTDIR/qc.json``. A malformed pair
+``python -m tools.qc FILES... OUTDIR`` (the item's files: its R1 and R2 FASTQ,
+other files ignored) writes ``OUTDIR/qc.json``. A malformed pair
 (truncated gzip, a record whose quality is missing or not as long as its
 sequence, R1 and R2 with different counts or names, letters other than ACGTN)
 fails with one line naming the file, the record and what was wrong, and exit 1,
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import ToolError, check_read_pair, run_tool, write_json
+from .common import ToolError, check_read_pair, pick_reads, run_tool, write_json
 
 MAX_READ_LENGTH = 1000
 VALID_BASES = "ACGTNacgtn"
@@ -169,13 +170,12 @@ def run_qc(r1: Path, r2: Path, out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools.qc", description=__doc__.splitlines()[0])
-    parser.add_argument("r1", type=Path)
-    parser.add_argument("r2", type=Path)
+    parser.add_argument("inputs", type=Path, nargs="+", help="the item's files: <sample>_R1 and _R2 FASTQ")
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
 
     def body() -> None:
-        summary = run_qc(args.r1, args.r2, args.out)
+        summary = run_qc(*pick_reads(args.inputs), args.out)
         print(f"qc: {summary['sample']}: {summary['pairs']} pairs, mean base quality {summary['mean_quality']}")
 
     return run_tool("qc", body)

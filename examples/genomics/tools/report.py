@@ -1,11 +1,15 @@
 """Stage `report`: one self-contained HTML page (inline SVG plots) plus report.json for the run.
 
-``python -m tools.report --joint DIR [--reference FA] [--truth VCF ...]
-[--expected S01 S02 ...] [--failures JSON] --out OUTDIR`` reads the joint stage's
-folder (joint VCF and every sample's carried qc/align/call figures), scores
-each sample against its truth VCF when one is given, and lists the samples
-that did not reach the join (expected but absent), with the reason when one
-is known.
+``python -m tools.report --joint DIR --out OUTDIR [--inputs FILES...]
+[--reference FA] [--truth VCF ...] [--expected S01 ...] [--failures JSON]``
+reads the joint stage's folder (joint VCF and every sample's carried
+qc/align/call figures), scores each sample against its truth VCF when one is
+given, and lists the samples that did not reach the join (expected but absent),
+with the reason when one is known.
+
+``--inputs`` takes every item's files (the pipeline passes ``{item}``): the
+reference FASTA, the ``<sample>.truth.vcf.gz`` files and the read file names
+(which say which samples the run had) are found among them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import evaluate, svg
-from .common import ToolError, read_json, resolve_reference, run_tool, write_json
+from .common import FASTA_SUFFIXES, READ_FILE, ToolError, read_json, resolve_reference, run_tool, write_json
 
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}
@@ -41,6 +45,21 @@ def truth_by_sample(paths: list[Path]) -> dict[str, Path]:
                 break
         else:
             raise ToolError(f"truth file {name!r} is not a VCF (<sample>.truth.vcf.gz)")
+    return found
+
+
+def classify_inputs(paths: list[Path]) -> dict[str, Any]:
+    """Reference (first FASTA), truth VCFs and sample names (from read files) among item files."""
+    found: dict[str, Any] = {"reference": None, "truth": [], "samples": set()}
+    for path in paths:
+        name = path.name
+        match = READ_FILE.match(name)
+        if match:
+            found["samples"].add(match.group("sample"))
+        elif name.endswith(".truth.vcf.gz"):
+            found["truth"].append(path)
+        elif name.endswith(FASTA_SUFFIXES) and found["reference"] is None:
+            found["reference"] = str(path)
     return found
 
 
@@ -180,6 +199,8 @@ def build_report(joint_dir: Path, out: Path, reference: Path | None, truth: dict
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="tools.report", description=__doc__.splitlines()[0])
     parser.add_argument("--joint", type=Path, required=True, help="the joint stage's output folder")
+    parser.add_argument("--inputs", type=Path, nargs="*", default=[],
+                        help="every item's files: reference, truth VCFs and reads (names only) are taken from them")
     parser.add_argument("--reference", help="reference FASTA (or folder); needed with --truth")
     parser.add_argument("--truth", type=Path, nargs="*", default=[], help="truth VCFs, <sample>.truth.vcf.gz")
     parser.add_argument("--expected", nargs="*", default=[], help="every sample of the run")
@@ -193,10 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> None:
-        reference = resolve_reference(args.reference) if args.reference else None
+        found = classify_inputs(args.inputs)
+        reference_at = args.reference or found["reference"]
+        reference = resolve_reference(reference_at) if reference_at else None
         failures = read_json(args.failures) if args.failures else {}
-        summary = build_report(args.joint, args.out, reference, truth_by_sample(args.truth),
-                               args.expected, failures, args.title)
+        truth = truth_by_sample(args.truth or found["truth"])
+        expected = sorted(set(args.expected) | set(found["samples"]))
+        summary = build_report(args.joint, args.out, reference, truth, expected, failures, args.title)
         pooled = summary["overall"]
         accuracy = (f"; SNP P/R {pooled['snp']['precision']:.3f}/{pooled['snp']['recall']:.3f}, "
                     f"indel P/R {pooled['indel']['precision']:.3f}/{pooled['indel']['recall']:.3f}") if pooled else ""

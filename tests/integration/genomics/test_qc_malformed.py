@@ -31,7 +31,9 @@ def assert_rejected(result, *fragments: str) -> None:  # type: ignore[no-untyped
 
 
 def test_good_pair_passes_with_counts_and_quality_summary(small_dataset: Path, tmp_path: Path) -> None:
-    result = run_tool("qc", *reads(small_dataset), tmp_path / "out")
+    # Other item files (the reference, the truth) may come along; QC uses the two FASTQs.
+    extra = small_dataset / "reference" / "ref.fa"
+    result = run_tool("qc", extra, *reads(small_dataset), tmp_path / "out")
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "out" / "qc.json").read_text())
     assert summary["sample"] == "S01" and summary["pairs"] == 3000 and summary["reads"] == 6000
@@ -89,3 +91,9 @@ def test_empty_or_garbage_files_are_rejected(tmp_path: Path, content: bytes) -> 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     result = run_tool("qc", tmp_path / "Y_R1.fastq.gz", tmp_path / "Y_R2.fastq.gz", tmp_path / "out")
     assert_rejected(result, "read file not found", "Y_R1.fastq.gz")
+
+
+def test_item_without_a_read_pair_is_a_clear_error(small_dataset: Path, tmp_path: Path) -> None:
+    r1, _ = reads(small_dataset)
+    result = run_tool("qc", r1, small_dataset / "reference" / "ref.fa", tmp_path / "out")
+    assert_rejected(result, "expected one <sample>_R1 and one <sample>_R2 FASTQ", "S01_R1.fastq.gz, ref.fa")
