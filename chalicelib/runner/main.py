@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 
 from chalicelib.pipeline.errors import PipelineError, RunnerError
-from chalicelib.pipeline.manifest import read_item, read_manifest
+from chalicelib.pipeline.manifest import read_item, read_manifest, stage_output_uri
 from chalicelib.pipeline.model import Item
 from chalicelib.pipeline.objectstore import ObjectStore, open_store
 from chalicelib.pipeline.placeholders import BUILTIN, find_placeholders, substitute
@@ -74,6 +74,8 @@ def _run(
 ) -> int:
     stager = Stager(args.run_prefix, scratch, store_factory=store_factory)
     items, label = _load_items(args, env, stager)
+    # Refuse names that would publish outside the run prefix before the tool runs.
+    stage_output_uri(args.run_prefix, args.stage, None if args.join else items[0].key)
     _log(f"stage {args.stage} {label} attempt {env.get('AWS_BATCH_JOB_ATTEMPT', '1')}")
     values: dict[str, list[str]] = {"item": stager.stage_items(items, join=args.join)}
     out_dir = scratch / "out"
