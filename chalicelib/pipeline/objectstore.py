@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlparse
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
 
 SUCCESS_MARKER = "_SUCCESS"
+# The stores have a method named ``list``; this alias keeps annotations unambiguous.
+UriList = list[str]
 
 
 @runtime_checkable
@@ -41,7 +43,7 @@ class ObjectStore(Protocol):
     def exists(self, uri: str) -> bool:
         """Whether an object exists at exactly ``uri``."""
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> UriList:
         """URIs of every object under ``prefix`` (recursive), sorted."""
 
     def download(self, uri: str, local_path: Path) -> None:
@@ -53,7 +55,7 @@ class ObjectStore(Protocol):
     def delete_prefix(self, prefix: str) -> None:
         """Deletes every object under ``prefix``."""
 
-    def publish_folder(self, local_dir: Path, prefix: str) -> list[str]:
+    def publish_folder(self, local_dir: Path, prefix: str) -> UriList:
         """Publishes a local folder's files under ``prefix``, then the ``_SUCCESS`` marker.
 
         Anything already under ``prefix`` is replaced. Returns the published URIs.

@@ -15,6 +15,7 @@ from pathlib import Path
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
 from chalicelib.pipeline.objectstore import (
     SUCCESS_MARKER,
+    UriList,
     file_path,
     has_dot_segments,
     is_under,
@@ -60,7 +61,7 @@ class FileObjectStore:
     def exists(self, uri: str) -> bool:
         return self._path(uri).is_file()
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> UriList:
         folder = self._path(prefix)
         if not folder.is_dir():
             return []
@@ -93,7 +94,7 @@ class FileObjectStore:
         elif folder.exists():
             folder.unlink()
 
-    def publish_folder(self, local_dir: Path, prefix: str) -> list[str]:
+    def publish_folder(self, local_dir: Path, prefix: str) -> UriList:
         target = self._path(prefix)
         files = local_files(local_dir)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
 from chalicelib.pipeline.objectstore import (
     SUCCESS_MARKER,
+    UriList,
     has_dot_segments,
     is_under,
     local_files,
@@ -72,10 +73,10 @@ class S3ObjectStore:
                 return False
             raise _store_error(err, uri) from err
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> UriList:
         bucket, key = self._locate(prefix)
         key_prefix = key.rstrip("/") + "/" if key else ""
-        uris = []
+        uris: UriList = []
         try:
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=key_prefix):
@@ -109,13 +110,13 @@ class S3ObjectStore:
             except ClientError as err:
                 raise _store_error(err, prefix) from err
 
-    def publish_folder(self, local_dir: Path, prefix: str) -> list[str]:
+    def publish_folder(self, local_dir: Path, prefix: str) -> UriList:
         base = prefix.rstrip("/")
         self._locate(base)
         files = local_files(local_dir)
         # Leftovers of an earlier, interrupted attempt must not mix with these outputs.
         self.delete_prefix(base)
-        uris = []
+        uris: UriList = []
         for key, path in files:
             uri = f"{base}/{key}"
             self.upload(path, uri)

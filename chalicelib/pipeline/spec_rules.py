@@ -44,7 +44,7 @@ def check_rules(document: Any, base_dir: Path | None) -> list[SpecIssue]:
     stages = _stage_dicts(document)
     names = _check_names(stages, issues)
     upstream = _check_after(stages, names, issues)
-    defaults = document.get("defaults") if isinstance(document.get("defaults"), dict) else {}
+    defaults = _mapping(document.get("defaults"))
     for index, stage in stages:
         path = f"$.stages[{index}]"
         _check_foreach(stage, path, stages, issues)
@@ -53,6 +53,10 @@ def check_rules(document: Any, base_dir: Path | None) -> list[SpecIssue]:
         _check_resources(stage, path, defaults, issues)
     _check_items(document.get("items"), issues)
     return issues
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _stage_dicts(document: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -165,7 +169,8 @@ def _check_foreach(
                                     "allow_failed_items is for a join: remove foreach or this flag"))
             return
         by_name = {_name_of(s): s for _, s in stages}
-        after = stage.get("after") if isinstance(stage.get("after"), list) else []
+        after = stage.get("after")
+        after = after if isinstance(after, list) else []
         if not any(isinstance(by_name.get(a), dict) and by_name[a].get("foreach") == "item"
                    for a in after if isinstance(a, str)):
             issues.append(SpecIssue(f"{path}.allow_failed_items", "foreach",
@@ -207,8 +212,8 @@ def _check_image(stage: dict[str, Any], path: str, base_dir: Path | None, issues
 def _check_resources(
     stage: dict[str, Any], path: str, defaults: dict[str, Any], issues: list[SpecIssue]
 ) -> None:
-    own = stage.get("resources") if isinstance(stage.get("resources"), dict) else {}
-    base = defaults.get("resources") if isinstance(defaults.get("resources"), dict) else {}
+    own = _mapping(stage.get("resources"))
+    base = _mapping(defaults.get("resources"))
     compute_raw = stage.get("compute", defaults.get("compute", "spot"))
     try:
         compute = ComputeClass(compute_raw)
