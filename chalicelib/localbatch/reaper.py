@@ -181,7 +181,15 @@ class Reaper:
             entry = self._watched.pop(pidfd, None)
         if entry is None:
             return
-        os.close(pidfd)  # closing the only reference also drops it from epoll
+        # Unregister before closing: a child forked by another thread may still hold a
+        # copy of this pidfd (until its exec), and epoll keeps a registration alive as
+        # long as any copy is open. A stale registration would later fire under a reused
+        # fd number and be taken for another attempt's exit.
+        try:
+            self._epoll.unregister(pidfd)
+        except (OSError, ValueError):
+            pass
+        os.close(pidfd)
         pid, on_ready = entry
         self._guarded(lambda: on_ready(pid))
 

@@ -1,0 +1,149 @@
+"""Unit tests for the executor's pure helpers: /proc parsing, env merging, exit codes, images."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from chalicelib.localbatch import procfs
+from chalicelib.localbatch.executor import LaunchError, ProcessExecutor, make_executor
+from chalicelib.localbatch.reaper import exit_code_from_status
+from chalicelib.localbatch.spawn import (
+    ATTEMPT_VAR, TOKEN_VAR, ExecutableCache, build_base_env, build_child_env, describe_start_error,
+    resolve_local_image,
+)
+
+# A real /proc/<pid>/stat line whose command name holds spaces and a ')'.
+STAT_LINE = "4242 (my (odd) name) S 17 4240 4240 0 -1 4194560 99 0 0 0 1 2 0 0 20 0 1 0 123 456 789 " \
+            "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
+
+
+class TestProcfsParsing:
+    def test_stat_fields_are_counted_after_the_last_parenthesis(self) -> None:
+        stat = procfs.parse_stat(STAT_LINE)
+        assert (stat.pid, stat.state, stat.ppid, stat.pgid) == (4242, "S", 17, 4240)
+        assert not stat.is_zombie
+
+    def test_zombie_state_is_recognised(self) -> None:
+        assert procfs.parse_stat("7 (sh) Z 1 7 7 0").is_zombie
+
+    @pytest.mark.parametrize("text", ["", "garbage", "12 (x) S"])
+    def test_bad_stat_text_raises_value_error(self, text: str) -> None:
+        with pytest.raises(ValueError, match="stat line"):
+            procfs.parse_stat(text)
+
+    def test_statm_rss_is_the_second_field_in_pages(self) -> None:
+        assert procfs.parse_statm_rss("1000 250 30 4 0 60 0\n", page_size=4096) == 250 * 4096
+
+    def test_bad_statm_raises_value_error(self) -> None:
+        with pytest.raises(ValueError, match="statm"):
+            procfs.parse_statm_rss("12")
+
+    def test_environ_splits_on_nul_and_first_equals(self) -> None:
+        raw = b"A=1\0B=x=y\0EMPTY=\0junk\0\0"
+        assert procfs.parse_environ(raw) == {"A": "1", "B": "x=y", "EMPTY": ""}
+
+
+class TestExitCodes:
+    def test_normal_exit_keeps_its_code(self) -> None:
+        assert exit_code_from_status(3 << 8) == 3
+        assert exit_code_from_status(0) == 0
+
+    @pytest.mark.parametrize(("signum", "expected"), [(9, 137), (15, 143), (2, 130)])
+    def test_signal_maps_to_128_plus_signal_like_docker(self, signum: int, expected: int) -> None:
+        assert exit_code_from_status(signum) == expected
+
+
+class TestEnvironment:
+    def test_base_env_puts_python_folder_first_on_path(self) -> None:
+        env = build_base_env({"PATH": "/usr/bin", "HOME": "/h"}, "/venv/bin/python")
+        assert env == {"PATH": "/venv/bin:/usr/bin", "HOME": "/h"}
+
+    def test_base_env_without_path(self) -> None:
+        assert build_base_env({}, "/venv/bin/python")["PATH"] == "/venv/bin"
+
+    def test_request_env_overrides_base_but_not_our_tags(self) -> None:
+        env = build_child_env(
+            {"PATH": "/bin", "KEEP": "1", "AWS_BATCH_JOB_ID": "old"},
+            {"AWS_BATCH_JOB_ID": "job-1", TOKEN_VAR: "forged", ATTEMPT_VAR: "forged"},
+            attempt_key="job-1#1", token="tok",
+        )
+        assert env["AWS_BATCH_JOB_ID"] == "job-1"
+        assert env["KEEP"] == "1"
+        assert (env[TOKEN_VAR], env[ATTEMPT_VAR]) == ("tok", "job-1#1")
+
+    def test_local_image_is_prepended_to_path_and_pythonpath(self) -> None:
+        env = build_child_env({"PATH": "/venv/bin:/bin"}, {}, attempt_key="k", token="t", image_dir="/img")
+        assert env["PATH"] == "/img:/venv/bin:/bin"
+        assert env["PYTHONPATH"] == "/img"
+        env = build_child_env({"PATH": "/bin", "PYTHONPATH": "/lib"}, {}, attempt_key="k", token="t",
+                              image_dir="/img")
+        assert env["PYTHONPATH"] == "/img:/lib"
+
+    def test_gpu_ids_fill_cuda_visible_devices_only_when_not_given(self) -> None:
+        env = build_child_env({}, {}, attempt_key="k", token="t", gpu_ids=(0, 2))
+        assert env["CUDA_VISIBLE_DEVICES"] == "0,2"
+        env = build_child_env({}, {"CUDA_VISIBLE_DEVICES": "1"}, attempt_key="k", token="t", gpu_ids=(0,))
+        assert env["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+class TestImages:
+    def test_file_url_is_a_local_image(self) -> None:
+        assert resolve_local_image("file:///opt/my%20tools") == "/opt/my tools"
+
+    def test_registry_images_and_none_are_not_local(self) -> None:
+        assert resolve_local_image("public.ecr.aws/docker/library/python:3.11") is None
+        assert resolve_local_image(None) is None
+        assert resolve_local_image("") is None
+
+    def test_absolute_path_counts_only_when_it_is_a_folder(self) -> None:
+        assert resolve_local_image(os.path.dirname(__file__)) == os.path.dirname(__file__)
+        assert resolve_local_image("/no/such/folder/anywhere") is None
+
+
+class TestStartErrors:
+    def test_os_error_names_the_file_and_the_problem(self) -> None:
+        err = FileNotFoundError(2, "No such file or directory", "nosuchcmd")
+        assert describe_start_error(err) == "CannotStartContainerError: nosuchcmd: No such file or directory"
+
+    def test_other_errors_use_their_message(self) -> None:
+        assert describe_start_error(ValueError("embedded null byte")) == \
+            "CannotStartContainerError: embedded null byte"
+
+
+class TestExecutableCache:
+    def test_relative_names_and_relative_path_entries_are_left_to_exec(self) -> None:
+        cache = ExecutableCache()
+        assert cache.resolve("./run.sh", "/bin") is None
+        assert cache.resolve("sh", "relative/bin:/bin") is None
+        assert cache.resolve("sh", None) is None
+
+    def test_missing_program_is_left_to_exec(self) -> None:
+        assert ExecutableCache().resolve("surely-no-such-program-xyz", "/nonexistent") is None
+
+
+class TestFactory:
+    def test_auto_and_process_give_a_process_executor(self) -> None:
+        for kind in ("auto", "process"):
+            executor = make_executor("tok", kind)
+            try:
+                assert isinstance(executor, ProcessExecutor)
+            finally:
+                executor.close()
+
+    def test_unknown_kind_is_rejected_by_name(self) -> None:
+        with pytest.raises(ValueError, match="executor kind must be one of"):
+            make_executor("tok", "podman")
+
+    def test_empty_token_is_rejected(self) -> None:
+        with pytest.raises(ValueError, match="engine_token"):
+            ProcessExecutor("")
+
+    def test_launch_after_close_is_a_launch_error(self) -> None:
+        from chalicelib.localbatch.executor import LaunchRequest
+
+        executor = ProcessExecutor("tok")
+        executor.close()
+        with pytest.raises(LaunchError, match="closed"):
+            executor.launch(LaunchRequest("k#1", ("true",), {}, "/nonexistent/w", "/nonexistent/l"))
