@@ -121,7 +121,9 @@ def summarise_pair(r1: Path, r2: Path) -> tuple[MateSummary, MateSummary]:
                 mates[1].add(two.sequence, two.quality)
     except ValueError as err:
         # FastxFile's message for a cut-off gzip stream or record; say which pair and how far it got.
-        raise ToolError(f"malformed FASTQ in {r1.name}/{r2.name} after {number} good pairs: {err}") from err
+        # pysam names the file by its full scratch path; the file name is what the user knows.
+        detail = str(err).replace(str(r1), r1.name).replace(str(r2), r2.name)
+        raise ToolError(f"malformed FASTQ in {r1.name}/{r2.name} after {number} good pairs: {detail}") from err
     except OSError as err:
         raise ToolError(f"cannot read {r1.name}/{r2.name} after {number} good pairs: {err}") from err
     if number == 0:
