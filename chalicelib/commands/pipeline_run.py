@@ -118,7 +118,9 @@ def handle_rerun(args: argparse.Namespace) -> int:
         old = runtime.store.get_run(args.run_id)
         pipeline = old.pipeline if old else "run"
         request = rerun_request(runtime.ports, args.run_id, new_run_id=new_run_id(pipeline, epoch_ms()))
-        console.print(f"re-running the failed items of {args.run_id} as {request.run_id}", highlight=False)
+        console.print(
+            f"re-running the failed items of {args.run_id} as {request.run_id}", highlight=False, soft_wrap=True
+        )
         return follow_run(runtime, request, console, progress=not args.no_progress)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -136,7 +138,9 @@ def follow_run(runtime: LocalRuntime, request: RunRequest, console: Console, *, 
     store = runtime.store
     try:
         runtime.starter.start_run(request)
-        console.print(f"run {request.run_id} started; outputs under {request.prefix}", highlight=False)
+        console.print(
+            f"run {request.run_id} started; outputs under {request.prefix}", highlight=False, soft_wrap=True
+        )
         display = RunProgress(console, request.run_id) if progress else None
         if display is not None:
             display.__enter__()
@@ -147,7 +151,9 @@ def follow_run(runtime: LocalRuntime, request: RunRequest, console: Console, *, 
                 display.__exit__(None, None, None)
     except KeyboardInterrupt:
         ids = terminate_run(runtime.batch, store, request.run_id, "interrupted by the user (Ctrl-C)")
-        console.print(f"interrupted: terminated {len(ids)} job(s) of run {request.run_id}", highlight=False)
+        console.print(
+            f"interrupted: terminated {len(ids)} job(s) of run {request.run_id}", highlight=False, soft_wrap=True
+        )
         return 130
     run = store.get_run(request.run_id)
     assert run is not None
@@ -185,8 +191,10 @@ def handle_runs(args: argparse.Namespace) -> int:
     if store is None:
         return 1
     table = Table(title="runs")
-    for column in ("run id", "pipeline", "status", "items", "created", "time", "source"):
-        table.add_column(column)
+    table.add_column("run id", no_wrap=True)
+    for column in ("pipeline", "status", "items", "created", "time"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("source", overflow="fold")
     for run in store.list_runs(args.limit):
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at / 1000))
         table.add_row(run.run_id, run.pipeline, run.status.value, str(run.items), created,

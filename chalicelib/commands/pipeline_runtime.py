@@ -9,6 +9,7 @@ is not there.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,8 +136,16 @@ def open_remote(
     from chalicelib import aws
     from chalicelib.commands.engine_access import HttpReader
 
+    import boto3
+
     reader = HttpReader(endpoint_url)
-    batch = aws.client("batch", endpoint_url=endpoint_url)
+    if boto3.Session().get_credentials() is None:
+        # The local engine does not check SigV4 signatures, but botocore refuses to sign
+        # without credentials: give it placeholders (only for this loopback endpoint's process).
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "conveyor-local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "conveyor-local")
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    batch = aws.client("batch", endpoint_url=endpoint_url, region=region)
     runtime = _wire(
         data_dir, batch, lambda job_id: reader.log(job_id, None),
         array_limit=array_limit, dependency_limit=dependency_limit,

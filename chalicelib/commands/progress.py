@@ -76,5 +76,5 @@ class RunProgress:
                 self._console.print(
                     f"{self._run_id} stage {stage.stage}: {stage.status.value.lower()} "
                     f"({done}/{stage.items}) {describe_counts(counts)}",
-                    highlight=False,
+                    highlight=False, soft_wrap=True,
                 )

@@ -73,7 +73,10 @@ def print_summary(
 ) -> None:
     """Prints the stage table, the outputs location and every root-cause failure."""
     console.print(stage_table(run, stages))
-    console.print(f"time: {format_duration(run.created_at, run.ended_at)}   outputs: {run.prefix}", highlight=False)
+    console.print(
+        f"time: {format_duration(run.created_at, run.ended_at)}   outputs: {run.prefix}",
+        highlight=False, soft_wrap=True,
+    )
     failures: list[dict[str, Any]] = list(run.failures)
     if not failures:
         return
@@ -83,19 +86,24 @@ def print_summary(
     for failure in failures:
         if failure.get("dependency"):
             skipped[failure["stage"]] = skipped.get(failure["stage"], 0) + 1
-    console.print(f"[red]{len(roots)} failure(s)[/]", highlight=False)
+    console.print(f"[red]{len(roots)} failure(s)[/]", highlight=False, soft_wrap=True)
     for failure in roots:
         console.print(
             f"- stage {failure['stage']}, item {describe_item(failure, keys, stages)}: "
             f"{failure.get('reason') or 'failed'}"
             + (f" (exit code {failure['exitCode']})" if failure.get("exitCode") is not None else ""),
-            highlight=False, markup=False,
+            highlight=False, markup=False, soft_wrap=True,
         )
         tail = log_tail(read_log, failure.get("jobId", "")) if read_log else ""
         if tail:
-            console.print("    " + tail.replace("\n", "\n    "), highlight=False, markup=False, style="dim")
+            console.print(
+                "    " + tail.replace("\n", "\n    "), highlight=False, markup=False, style="dim", soft_wrap=True
+            )
     for stage, count in skipped.items():
-        console.print(f"- stage {stage}: {count} item(s) not run because an upstream item failed", highlight=False)
+        console.print(
+            f"- stage {stage}: {count} item(s) not run because an upstream item failed",
+            highlight=False, soft_wrap=True,
+        )
 
 
 def describe_item(failure: dict[str, Any], keys: Sequence[str], stages: Sequence[StageRecord]) -> str:
