@@ -174,7 +174,10 @@ def _checked(items: list[Item], where: str) -> list[Item]:
         except PathEscapeError as err:
             raise ItemsError(f"item key {item.key[:60]!r} from {where} is not a safe path: {err}") from err
         if item.key in seen:
-            raise ItemsError(f"duplicate item key {item.key!r} in {where}")
+            raise ItemsError(
+                f"duplicate item key {item.key!r} in {where} "
+                "(narrow the pattern, or group files into one item with items.group)"
+            )
         seen.add(item.key)
     return items
 
