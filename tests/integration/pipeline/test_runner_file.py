@@ -165,3 +165,20 @@ def test_symlink_in_outputs_pointing_outside_is_refused(run: dict[str, object]) 
     result = run_runner(run, stage_argv(run, "l", [PY, "-c", link, "{out}"]), index=0)
     assert result.returncode == 3 and "links outside the output folder" in result.stderr
     assert not (Path(run["root"]) / "l").exists()  # type: ignore[arg-type]
+
+
+def test_sigterm_is_forwarded_to_the_tool_and_nothing_is_published(run: dict[str, object]) -> None:
+    import signal
+
+    sleeper = "import sys, time, pathlib; pathlib.Path(sys.argv[1], 'x').write_text('1'); print('started', flush=True); time.sleep(60)"
+    argv = stage_argv(run, "slow", [PY, "-c", sleeper, "{out}"])
+    environ = {k: v for k, v in os.environ.items() if k != "AWS_BATCH_JOB_ARRAY_INDEX"}
+    process = subprocess.Popen([PY, *argv[1:]], cwd=run["work"], env=environ,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "started"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert "nothing published" in stderr
+    assert not (Path(run["root"]) / "slow").exists()  # type: ignore[arg-type]
