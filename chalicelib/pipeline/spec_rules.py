@@ -51,6 +51,8 @@ def check_rules(document: Any, base_dir: Path | None) -> list[SpecIssue]:
         _check_placeholders(stage, path, upstream, issues)
         _check_image(stage, path, base_dir, issues)
         _check_resources(stage, path, defaults, issues)
+    if defaults:
+        _check_image(defaults, "$.defaults", base_dir, issues)
     _check_items(document.get("items"), issues)
     return issues
 

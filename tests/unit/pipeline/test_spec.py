@@ -157,3 +157,14 @@ def test_placeholder_may_name_an_indirect_upstream() -> None:
         "  - {name: c, command: [x, '{a}', '{b}', '{{literal}}'], after: [b]}\n"
     )
     assert spec.stage("c").after == ("b",)
+
+
+def test_defaults_image_and_build_are_checked_too(tmp_path: Path) -> None:
+    spec_file = tmp_path / "p.yaml"
+    spec_file.write_text("name: p\ndefaults: {image: x, build: missing}\nstages:\n  - {name: a, command: [x]}\n")
+    with pytest.raises(SpecValidationError) as caught:
+        load_spec(spec_file)
+    assert [(i.path, i.rule) for i in caught.value.issues] == [
+        ("$.defaults.build", "build-folder"),
+        ("$.defaults.build", "image-or-build"),
+    ]
