@@ -113,10 +113,20 @@ class DirectReader:
         return path.read_text(errors="replace") if path.is_file() else ""
 
     def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]:
-        sql = "SELECT seq, body FROM events WHERE seq > ?"
-        params: list[Any] = [after]
-        if job_id:
-            sql += " AND job_id = ?"
-            params.append(job_id)
-        rows = self.db.execute(sql + " ORDER BY seq LIMIT 1000", params).fetchall()
-        return [json.loads(body) for _, body in rows], (rows[-1][0] if rows else after)
+        from chalicelib.localbatch import wire
+        from chalicelib.localbatch.store import Store
+
+        store = Store(self.data_dir / "state.sqlite3")
+        try:
+            token = store.get_meta("engine_token") or "0" * 32
+            rows, next_seq = store.read_events(after, 1000, job_id)
+            subs: dict[str, Any] = {}
+            events = []
+            for seq, jid, time_ms, body in rows:
+                root = jid.split(":", 1)[0]
+                if root not in subs:
+                    subs[root] = store.load_submission(root)
+                events.append(json.loads(wire.render_event(token, seq, jid, time_ms, body, subs[root])))
+            return events, next_seq
+        finally:
+            store.close()

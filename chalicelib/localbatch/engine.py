@@ -8,16 +8,19 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chalicelib.localbatch import arns
+from chalicelib.localbatch import arns, wire
 from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.clock import Clock, SystemClock
 from chalicelib.localbatch.executor import ExitInfo, make_executor
@@ -31,6 +34,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CE = "local"
 DEFAULT_QUEUE = "default"
 Subscriber = Callable[[dict[str, Any]], None]
+LAUNCHER_THREADS = 2
 
 
 class Engine:
@@ -51,12 +55,19 @@ class Engine:
         self.scheduler = Scheduler(self.store, self.executor, clock or SystemClock(), self.host, self.data_dir,
                                    options)
         self.scheduler.on_commit = self._on_commit
+        self._scratch: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.scheduler.scratch_done = self._scratch.put
+        self._launch_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.scheduler.launcher = self._enqueue_launches
         self.service = BatchService(self.scheduler, self.lock, self._wake.set)
         self.executor.set_exit_callback(self._on_exit)
         self._subscribers: list[Subscriber] = []
         self._dispatch: queue.SimpleQueue[tuple[int, list[str]] | None] = queue.SimpleQueue()
         self._feed = threading.Condition()
         self._last_seq = self.store.last_event_seq()
+        self._unfiltered_readers = 0
+        self._job_readers: collections.Counter[str] = collections.Counter()
+        self._job_last_seq: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
         with self.lock:
             lost = load_state(self.scheduler, self.store)
@@ -97,7 +108,9 @@ class Engine:
             self.scheduler.recover_lost_attempts(self._lost)
             self._lost = []
             self.scheduler.commit()
-        for target, name in ((self._loop, "scheduler"), (self._dispatch_loop, "events")):
+        loops = [(self._loop, "scheduler"), (self._dispatch_loop, "events"), (self._scratch_loop, "scratch")]
+        loops += [(self._launch_loop, f"launcher-{n}") for n in range(LAUNCHER_THREADS)]
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"localbatch-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -109,6 +122,9 @@ class Engine:
         self._stopping.set()
         self._wake.set()
         self._dispatch.put(None)
+        self._scratch.put(None)
+        for _ in range(LAUNCHER_THREADS):
+            self._launch_queue.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
         self.executor.close()
@@ -139,28 +155,65 @@ class Engine:
             except Exception:  # noqa: BLE001 - the loop must survive; the failure is logged with context
                 logger.exception("scheduler tick failed")
 
+    def _enqueue_launches(self, requests: list[Any]) -> None:
+        for request in requests:
+            self._launch_queue.put(request)
+
+    def _launch_loop(self) -> None:
+        """Forks attempts off the scheduler thread; fork/exec releases the GIL, so launches overlap."""
+        scheduler = self.scheduler
+        while True:
+            request = self._launch_queue.get()
+            if request is None:
+                return
+            pid = scheduler.launch_one(request)
+            scheduler.launched.append((request.attempt_key, pid, scheduler.now()))
+            self._wake.set()
+
+    def _scratch_loop(self) -> None:
+        while True:
+            path = self._scratch.get()
+            if path is None:
+                return
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass  # not empty: kept for inspection
+
     # -- events ---------------------------------------------------------------------------------
-    def _on_commit(self, last_seq: int, bodies: list[str]) -> None:
+    def _on_commit(self, last_seq: int, events: list[tuple[str, int, str]]) -> None:
         with self._feed:
             self._last_seq = last_seq
-            self._feed.notify_all()
-        self._dispatch.put((last_seq, bodies))
+            # Wake feed readers only when this commit holds something they wait for:
+            # a follower of one job must not re-query the log after every commit.
+            relevant = self._unfiltered_readers > 0
+            for job_id, _, _ in events:
+                if job_id in self._job_readers:
+                    self._job_last_seq[job_id] = last_seq
+                    relevant = True
+            if relevant:
+                self._feed.notify_all()
+        if self._subscribers:
+            self._dispatch.put((last_seq - len(events) + 1, events))
 
     def _dispatch_loop(self) -> None:
         while True:
             item = self._dispatch.get()
             if item is None:
                 return
+            first_seq, events = item
             subscribers = list(self._subscribers)
-            if not subscribers:
-                continue
-            for body in item[1]:
-                envelope = json.loads(body)
+            for offset, (job_id, time_ms, body) in enumerate(events):
+                envelope = json.loads(self.render(first_seq + offset, job_id, time_ms, body))
                 for callback in subscribers:
                     try:
                         callback(envelope)
                     except Exception:  # noqa: BLE001 - one faulty subscriber must not stop the others
                         logger.exception("event subscriber failed")
+
+    def render(self, seq: int, job_id: str, time_ms: int, body: str) -> str:
+        job = self.scheduler.jobs.get(job_id)
+        return wire.render_event(self.token, seq, job_id, time_ms, body, job.sub if job else None)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Calls `callback(envelope)` for every event committed from now on; returns an unsubscribe function."""
@@ -174,14 +227,32 @@ class Engine:
     def read_events(self, after: int = 0, limit: int = 1000, wait_seconds: float = 0.0,
                     job_id: str | None = None) -> tuple[list[dict[str, Any]], int]:
         """Events after a sequence number, waiting up to `wait_seconds` for new ones. Returns (events, next)."""
-        rows = self.store.read_events(after, limit, job_id)
-        if not rows and wait_seconds > 0:
+        rows, next_seq = self.store.read_events(after, limit, job_id)
+        deadline = time.monotonic() + wait_seconds
+        while not rows and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            seen = next_seq
             with self._feed:
-                self._feed.wait_for(lambda: self._last_seq > after or self._stopping.is_set(), wait_seconds)
-            rows = self.store.read_events(after, limit, job_id)
-        events = [json.loads(body) for _, body in rows]
-        next_seq = rows[-1][0] if rows else after
-        return events, next_seq
+                if job_id is None:
+                    self._unfiltered_readers += 1
+                    ready = lambda: self._last_seq > seen or self._stopping.is_set()  # noqa: E731
+                else:
+                    self._job_readers[job_id] += 1
+                    ready = lambda: self._job_last_seq.get(job_id, 0) > seen or self._stopping.is_set()  # noqa: E731
+                try:
+                    self._feed.wait_for(ready, remaining)
+                finally:
+                    if job_id is None:
+                        self._unfiltered_readers -= 1
+                    else:
+                        self._job_readers[job_id] -= 1
+                        if not self._job_readers[job_id]:
+                            del self._job_readers[job_id]
+                            self._job_last_seq.pop(job_id, None)
+            rows, next_seq = self.store.read_events(next_seq, limit, job_id)
+        return [json.loads(self.render(*row)) for row in rows], next_seq
 
     # -- clients and logs -----------------------------------------------------------------------
     def client(self) -> Any:
@@ -203,8 +274,7 @@ class Engine:
         if attempt is not None and not 1 <= attempt <= len(streams):
             raise ClientException(f"attempt: job {job_id!r} has {len(streams)} attempt(s), got {attempt}")
         stream = streams[-1] if attempt is None else streams[attempt - 1]
-        path = self.scheduler.log_path(stream or "")
         try:
-            return path.read_text(errors="replace")
+            return Path(self.scheduler.log_path(stream or "")).read_text(errors="replace")
         except OSError:
             return ""

@@ -24,7 +24,7 @@ from typing import Protocol
 from chalicelib.localbatch import procfs
 from chalicelib.localbatch.reaper import Reaper, collect_exit_code
 from chalicelib.localbatch.spawn import (
-    ATTEMPT_VAR, START_ERROR, TOKEN_VAR, ExecutableCache, build_base_env, build_child_env, describe_start_error,
+    ATTEMPT_VAR, START_ERROR, TOKEN_VAR, EnvBuilder, ExecutableCache, build_base_env, describe_start_error,
     make_workdir, open_log, resolve_local_image, signal_group,
 )
 
@@ -101,7 +101,9 @@ class ProcessExecutor:
             raise ValueError("engine_token must be a non-empty string")
         self._token = engine_token
         self._poll = memory_poll_seconds
-        self._base_env = build_base_env(os.environ, sys.executable)
+        self._env = EnvBuilder(build_base_env(os.environ, sys.executable))
+        # One /dev/null for every child's stdin instead of an open+close per launch.
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._executables = ExecutableCache()
         self._reaper = Reaper()
         self._lock = threading.Lock()
@@ -136,18 +138,18 @@ class ProcessExecutor:
             return self._report_failed_start(request.attempt_key, reason)
         if not request.argv:
             return self._report_failed_start(request.attempt_key, f"{START_ERROR}: empty command")
-        env = build_child_env(self._base_env, request.env, attempt_key=request.attempt_key, token=self._token,
-                              image_dir=image_dir, gpu_ids=request.gpu_ids)
         try:
+            env, path = self._env.build(request.env, attempt_key=request.attempt_key, token=self._token,
+                                        image_dir=image_dir, gpu_ids=request.gpu_ids)
             make_workdir(request.workdir)
             log_fd = open_log(request.log_path)
-        except OSError as err:
+        except (OSError, TypeError) as err:
             return self._report_failed_start(request.attempt_key, describe_start_error(err))
         try:
             proc = subprocess.Popen(
                 request.argv,
-                executable=self._executables.resolve(request.argv[0], env.get("PATH")),
-                stdin=subprocess.DEVNULL,
+                executable=self._executables.resolve(request.argv[0], path),
+                stdin=self._devnull,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 cwd=request.workdir,
@@ -217,6 +219,7 @@ class ProcessExecutor:
         self._closing.set()
         self._memory_pending.set()
         self._reaper.close()
+        os.close(self._devnull)
         if self._memory_thread is not None:
             self._memory_thread.join(2.0)
 

@@ -9,9 +9,7 @@ disk first (write-ahead): after a crash the engine knows every attempt that may 
 from __future__ import annotations
 
 import heapq
-import os
 import random
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.localbatch import arns, retry, wire
+from chalicelib.localbatch.ids import hex_id
 from chalicelib.localbatch.capacity import HostCapacity, HostLedger, choose_environment, never_fits
 from chalicelib.localbatch.clock import Clock
 from chalicelib.localbatch.executor import ExitInfo, LaunchRequest
@@ -30,6 +29,7 @@ from chalicelib.localbatch.model import (
 from chalicelib.localbatch.store import Store
 
 RECLAIM_TAG = "conveyor:reclaim-rate"
+FLUSH_DELAY_MS = 20
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Scheduler:
         self.host = host
         self.ledger = HostLedger(host)
         self.data_dir = Path(data_dir)
+        self._work_root = str(self.data_dir / "work")  # plain strings: pathlib costs show up per job
+        self._log_root = str(self.data_dir / "logs")
         self.options = options or EngineOptions()
         self.random = random.Random(self.options.seed)
         self.jobs: dict[str, Job] = {}
@@ -67,7 +69,11 @@ class Scheduler:
         self._events: list[tuple[str, int, str]] = []
         self._launches: list[Job] = []
         self._blocked_reported: set[str] = set()
-        self.on_commit: Callable[[int, list[str]], None] = lambda last_seq, bodies: None
+        self.on_commit: Callable[[int, list[tuple[str, int, str]]], None] = lambda last_seq, events: None
+        self.scratch_done: Callable[[str], None] = lambda path: None
+        # Set by the engine to fork on its own threads; None launches inline (tests, FakeExecutor).
+        self.launcher: Callable[[list[LaunchRequest]], None] | None = None
+        self.launched: deque[tuple[str, int, int]] = deque()  # (attempt key, pid, started at)
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def now(self) -> int:
@@ -87,7 +93,7 @@ class Scheduler:
             parent.summary[status.value] += 1
             parent.summary_at = self.now()
         self._touch(job)
-        self._events.append((job.job_id, self.now(), wire.job_event_json(job, self.now())))
+        self._events.append((job.job_id, self.now(), wire.snapshot_json(job)))
         if status is JobStatus.RUNNABLE:
             self._push_runnable(job)
         elif status.is_terminal:
@@ -98,7 +104,11 @@ class Scheduler:
         heapq.heappush(heap, (job.sub.seq, -1 if job.index is None else job.index, job.job_id))
 
     def next_timer_ms(self) -> int | None:
-        return self._timers[0][0] if self._timers else None
+        due = self._timers[0][0] if self._timers else None
+        if self._dirty or self._events:
+            flush = self.now() + FLUSH_DELAY_MS
+            due = flush if due is None else min(due, flush)
+        return due
 
     def has_work(self) -> bool:
         return bool(self.exits or self.admissions or self._dirty)
@@ -106,18 +116,19 @@ class Scheduler:
     # -- the tick -------------------------------------------------------------------------------
     def tick(self) -> None:
         """Runs one scheduling round: everything that can happen now happens, then one commit."""
+        self._drain_launched()
         while self.exits:
             self._end_attempt(self.exits.popleft())
         while self.admissions:
             self._admit(self.admissions.popleft())
         self._fire_timers()
         self._place()
+        # One commit per tick. Placements (STARTING) are on disk before their processes
+        # exist; the RUNNING marks made while launching ride on the next commit, which
+        # comes with the next exit or, at the latest, FLUSH_DELAY_MS later.
         self.commit()
         if self._launches:
-            launches, self._launches = self._launches, []
-            for job in launches:
-                self._launch(job)
-            self.commit()
+            self._dispatch_launches()
 
     def commit(self) -> None:
         if not self._dirty and not self._events:
@@ -129,7 +140,7 @@ class Scheduler:
                 self.store.upsert_jobs(dirty)
             last_seq = self.store.append_events(events) if events else 0
         if events:
-            self.on_commit(last_seq, [body for _, _, body in events])
+            self.on_commit(last_seq, events)
 
     # -- admission and dependencies ---------------------------------------------------------------
     def _admit(self, job: Job) -> None:
@@ -160,7 +171,7 @@ class Scheduler:
             parent.children.append(child)
             self.jobs[child.job_id] = child
             self._touch(child)
-            self._events.append((child.job_id, now, wire.job_event_json(child, now)))
+            self._events.append((child.job_id, now, wire.snapshot_json(child)))
         for child in parent.children:
             if parent.status.is_terminal:
                 break
@@ -266,11 +277,11 @@ class Scheduler:
         job.gpu_ids = self.ledger.take(res)
         ce.used_vcpus += res.vcpus
         job.placed_ce = ce.name
-        job.instance_id = "i-" + uuid.uuid4().hex[:17]
+        job.instance_id = "i-" + hex_id(17)
         job.exit_code = None
         job.container_reason = None
         job.stop_cause = None
-        task_id = uuid.uuid4().hex
+        task_id = hex_id(32)
         job.log_stream = f"{self._definition_name(job)[:200]}/default/{task_id}"
         self._blocked_reported.discard(job.job_id)
         job.status_reason = None
@@ -283,28 +294,49 @@ class Scheduler:
     def attempt_key(self, job: Job) -> str:
         return f"{job.job_id}#{job.attempt_number}"
 
-    def _launch(self, job: Job) -> None:
-        if job.status is not JobStatus.STARTING:
-            return  # terminated between placement and launch
-        key = self.attempt_key(job)
-        self.running[key] = job
-        request = self._launch_request(job, key)
-        try:
-            pid = self.executor.launch(request)
-        except Exception as err:  # noqa: BLE001 - a launch failure is the job's failure, not the engine's
-            self.running.pop(key, None)
-            self._end_attempt(ExitInfo(key, None, f"CannotStartContainerError: {err}", False))
+    def _dispatch_launches(self) -> None:
+        batch = []
+        launches, self._launches = self._launches, []
+        for job in launches:
+            if job.status is not JobStatus.STARTING:
+                continue  # terminated between placement and launch
+            key = self.attempt_key(job)
+            self.running[key] = job
+            batch.append(self._launch_request(job, key))
+        if self.launcher is not None:
+            self.launcher(batch)  # the engine forks on its own threads, in parallel
             return
-        if pid is not None and pid < 0:
-            return  # the executor reports the failed start through its callback
-        job.started_at = self.now()
+        for request in batch:
+            self.launched.append((request.attempt_key, self.launch_one(request), self.now()))
+        self._drain_launched()
+
+    def launch_one(self, request: LaunchRequest) -> int:
+        """Starts one attempt; any launch failure becomes the attempt's failed start."""
+        try:
+            return int(self.executor.launch(request))
+        except Exception as err:  # noqa: BLE001 - a launch failure is the job's failure, not the engine's
+            self.exits.append(ExitInfo(request.attempt_key, None, f"CannotStartContainerError: {err}", False))
+            return -1
+
+    def _drain_launched(self) -> None:
+        while self.launched:
+            key, pid, started_at = self.launched.popleft()
+            job = self.running.get(key)
+            if job is None or pid < 0 or job.status is not JobStatus.STARTING:
+                continue  # failed starts arrive as exits; ended attempts need nothing
+            self._mark_running(job, key, started_at)
+            if job.stop_cause == "terminate":
+                self.executor.stop(key, self.options.kill_grace_seconds)
+
+    def _mark_running(self, job: Job, key: str, started_at: int) -> None:
+        job.started_at = started_at
         self.set_status(job, JobStatus.RUNNING)
         if job.sub.timeout_seconds:
-            heapq.heappush(self._timers, (job.started_at + job.sub.timeout_seconds * 1000, "timeout", key))
+            heapq.heappush(self._timers, (started_at + job.sub.timeout_seconds * 1000, "timeout", key))
         rate = self._reclaim_rate(job.placed_ce)
         if rate > 0 and self.random.random() < rate:
             delay = self.random.uniform(0.05, self.options.reclaim_window_seconds)
-            heapq.heappush(self._timers, (job.started_at + int(delay * 1000), "reclaim", key))
+            heapq.heappush(self._timers, (started_at + int(delay * 1000), "reclaim", key))
 
     def _reclaim_rate(self, ce_name: str | None) -> float:
         ce = self.ces.get(ce_name or "")
@@ -328,21 +360,23 @@ class Scheduler:
         })
         if job.index is not None:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.index)
-        safe_id = job.job_id.replace(":", "_")
         return LaunchRequest(
             attempt_key=key,
             argv=tuple(sub.container.get("command") or ()),
             env=env,
-            workdir=str(self.data_dir / "work" / safe_id / str(job.attempt_number)),
-            log_path=str(self.log_path(job.log_stream or "")),
+            workdir=self.workdir(job),
+            log_path=self.log_path(job.log_stream or ""),
             memory_mib=sub.resources.memory_mib,
             vcpus=sub.resources.vcpus,
             gpu_ids=job.gpu_ids,
             image=sub.container.get("image"),
         )
 
-    def log_path(self, log_stream: str) -> Path:
-        return self.data_dir / "logs" / log_stream
+    def workdir(self, job: Job) -> str:
+        return f"{self._work_root}/{job.job_id.replace(':', '_')}-{job.attempt_number}"
+
+    def log_path(self, log_stream: str) -> str:
+        return f"{self._log_root}/{log_stream}"
 
     # -- timers ---------------------------------------------------------------------------------
     def _fire_timers(self) -> None:
@@ -358,9 +392,13 @@ class Scheduler:
 
     # -- attempt ends ---------------------------------------------------------------------------
     def _end_attempt(self, info: ExitInfo) -> None:
-        job = self.running.pop(info.attempt_key, None)
+        job = self.running.get(info.attempt_key)
         if job is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
+            self.running.pop(info.attempt_key, None)
             return
+        if job.status is JobStatus.STARTING and info.started:
+            self._mark_running(job, info.attempt_key, self.now())  # exited before its launch was noted
+        del self.running[info.attempt_key]
         self._release(job)
         now = self.now()
         cause = job.stop_cause
@@ -413,11 +451,8 @@ class Scheduler:
             ce.used_vcpus = max(0.0, ce.used_vcpus - job.sub.resources.vcpus)
         self.ledger.give_back(job.sub.resources, job.gpu_ids)
         job.gpu_ids = ()
-        workdir = self.data_dir / "work" / job.job_id.replace(":", "_") / str(job.attempt_number)
-        try:
-            os.rmdir(workdir)  # only empty scratch goes; a failed attempt's files stay for inspection
-        except OSError:
-            pass
+        # Only empty scratch goes (off the hot path); a failed attempt's files stay for inspection.
+        self.scratch_done(self.workdir(job))
 
     # -- cancel and terminate -------------------------------------------------------------------
     def cancel(self, job: Job, reason: str) -> None:

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS submissions (seq INTEGER PRIMARY KEY, job_id TEXT UNI
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, parent_id TEXT, idx INTEGER, status TEXT NOT NULL, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT, time_ms INTEGER NOT NULL, body TEXT NOT NULL);
+    seq INTEGER PRIMARY KEY, job_id TEXT, time_ms INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
 """
 
 _STATE_FIELDS = ("status_reason", "started_at", "stopped_at", "attempts", "exit_code",
@@ -48,6 +49,7 @@ class Store:
         self._db = self._connect()
         self._db.executescript(SCHEMA)
         self._local = threading.local()
+        self._next_seq: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -66,6 +68,7 @@ class Store:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._next_seq = None
             raise
         self._db.execute("COMMIT")
 
@@ -149,26 +152,56 @@ class Store:
 
     # -- events -------------------------------------------------------------------------------
     def append_events(self, events: list[tuple[str, int, str]]) -> int:
-        """Appends (job_id, time_ms, body) rows; returns the sequence number of the last one."""
-        self._db.executemany("INSERT INTO events (job_id, time_ms, body) VALUES (?, ?, ?)", events)
-        row = self._db.execute("SELECT last_insert_rowid()").fetchone()
-        return int(row[0])
+        """Appends (job_id, time_ms, body) rows; returns the sequence number of the last one.
+
+        The engine is the only writer, so sequence numbers are counted here rather than
+        asked back from SQLite after every insert.
+        """
+        if self._next_seq is None:
+            self._next_seq = self.last_event_seq() + 1
+        first = self._next_seq
+        self._db.executemany("INSERT INTO events (seq, job_id, time_ms, body) VALUES (?, ?, ?, ?)",
+                             [(first + i, *event) for i, event in enumerate(events)])
+        self._next_seq = first + len(events)
+        return self._next_seq - 1
 
     def last_event_seq(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         return int(row[0])
 
-    def read_events(self, after: int, limit: int = 1000, job_id: str | None = None) -> list[tuple[int, str]]:
-        """Reads events after a sequence number on this thread's own connection."""
+    def read_events(self, after: int, limit: int = 1000,
+                    job_id: str | None = None) -> tuple[list[tuple[int, str, int, str]], int]:
+        """Reads (seq, job_id, time_ms, body) rows after a sequence number, on this thread's own connection.
+
+        Returns (rows, next): `next` is where the following read starts. With a job filter
+        it moves past events of other jobs too, so a follower never rescans them.
+        """
         reader = getattr(self._local, "reader", None)
         if reader is None:
             reader = self._local.reader = self._connect()
-        if job_id is None:
-            rows = reader.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
-        else:
-            rows = reader.execute("SELECT seq, body FROM events WHERE seq > ? AND job_id = ? ORDER BY seq LIMIT ?",
-                                  (after, job_id, limit))
-        return [(int(seq), str(body)) for seq, body in rows]
+        reader.execute("BEGIN")
+        try:
+            (newest,) = reader.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            if job_id is None:
+                cursor = reader.execute("SELECT seq, job_id, time_ms, body FROM events WHERE seq > ? "
+                                        "ORDER BY seq LIMIT ?", (after, limit))
+            else:
+                cursor = reader.execute("SELECT seq, job_id, time_ms, body FROM events WHERE job_id = ? "
+                                        "AND seq > ? ORDER BY seq LIMIT ?", (job_id, after, limit))
+            rows = [(int(seq), str(jid), int(ms), str(body)) for seq, jid, ms, body in cursor]
+        finally:
+            reader.execute("COMMIT")
+        if len(rows) == limit:
+            return rows, rows[-1][0]
+        return rows, max(int(newest), after)
+
+    def load_submission(self, job_id: str) -> Submission | None:
+        row = self._db.execute("SELECT body FROM submissions WHERE job_id=?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        data["resources"] = Resources(**data["resources"])
+        return Submission(**data)
 
     def save_submission_tags(self, sub: Submission) -> None:
         row = self._db.execute("SELECT body FROM submissions WHERE job_id=?", (sub.job_id,)).fetchone()

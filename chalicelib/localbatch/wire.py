@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 from chalicelib.localbatch import arns
@@ -119,26 +118,62 @@ class _IsoClock:
 _iso = _IsoClock()
 
 
-def job_event_json(job: Job, now_ms: int) -> str:
-    """The EventBridge `Batch Job State Change` envelope for the job's current state."""
+_SNAPSHOT_FIELDS = ("status_reason", "created_at", "started_at", "stopped_at", "attempts", "exit_code",
+                    "container_reason", "log_stream", "is_cancelled", "is_terminated")
+
+
+def snapshot_json(job: Job) -> str:
+    """The part of a job's detail that changes, as stored with each state-change event.
+
+    Events keep this snapshot rather than the whole envelope: the rest of the detail is
+    the job's submission, which never changes, so the envelope is rebuilt exactly on read
+    at a fraction of the cost per state change.
+    """
+    state: dict[str, Any] = {name: getattr(job, name) for name in _SNAPSHOT_FIELDS}
+    state["status"] = job.status.value
+    if job.summary is not None:
+        state["summary"] = job.summary
+        state["summary_at"] = job.summary_at
+    return "S" + _dumps(state)
+
+
+def event_id(token: str, seq: int) -> str:
+    """A stable UUID-shaped id per event: reading an event twice gives the same id (dedup works)."""
+    return f"{token[:8]}-{token[8:12]}-4{token[13:16]}-8{token[17:20]}-{seq:012x}"
+
+
+def render_event(token: str, seq: int, job_id: str, time_ms: int, body: str, sub: Submission | None) -> str:
+    """Rebuilds the EventBridge envelope of a stored event as JSON text."""
+    if body.startswith("E"):
+        return body[1:].replace('"id":""', f'"id":"{event_id(token, seq)}"', 1)
+    if sub is None:
+        raise LookupError(f"no submission for job {job_id}")
+    from chalicelib.localbatch.model import JobStatus
+    state = json.loads(body[1:])
+    index = None if job_id == sub.job_id else int(job_id.rsplit(":", 1)[1])
+    job = Job(job_id=job_id, sub=sub, index=index, status=JobStatus(state.pop("status")),
+              created_at=state["created_at"])
+    for name, value in state.items():
+        setattr(job, name, value)
     return (
-        '{"version":"0","id":"' + str(uuid.uuid4()) + '","detail-type":"Batch Job State Change",'
-        '"source":"aws.batch","account":"' + arns.ACCOUNT + '","time":"' + _iso.format(now_ms) + '",'
-        '"region":"' + arns.REGION + '","resources":["' + arns.job_arn(job.job_id) + '"],'
+        '{"version":"0","id":"' + event_id(token, seq) + '","detail-type":"Batch Job State Change",'
+        '"source":"aws.batch","account":"' + arns.ACCOUNT + '","time":"' + _iso.format(time_ms) + '",'
+        '"region":"' + arns.REGION + '","resources":["' + arns.job_arn(job_id) + '"],'
         '"detail":' + detail_json(job) + "}"
     )
 
 
 def queue_blocked_event_json(job: Job, queue: JobQueue, now_ms: int) -> str:
+    """A `Batch Job Queue Blocked` envelope, stored whole (prefix E); its id is filled in on read."""
     envelope = {
-        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Batch Job Queue Blocked",
+        "version": "0", "id": "", "detail-type": "Batch Job Queue Blocked",
         "source": "aws.batch", "account": arns.ACCOUNT, "time": _iso.format(now_ms),
         "region": arns.REGION, "resources": [arns.job_arn(job.job_id), queue.arn],
         "detail": {"jobArn": arns.job_arn(job.job_id), "jobName": job.sub.name, "jobId": job.job_id,
                    "jobQueue": queue.arn, "status": job.status.value, "statusReason": job.status_reason,
                    "createdAt": job.created_at},
     }
-    return _dumps(envelope)
+    return "E" + _dumps(envelope)
 
 
 def job_summary(job: Job) -> dict[str, Any]:
