@@ -243,10 +243,12 @@ def simulate(config: SimulationConfig, log=print) -> list[str]:
     write_reference(config.out / "reference" / "ref.fa", reference)
     pool_size = int(config.genome_size / 1000 * config.variants_per_kb / config.carrier_rate)
     pool = variant_pool(rng, reference, pool_size)
-    pairs = int(config.depth * config.genome_size / (2 * READ_LENGTH))
     for name in names:
         # One child generator per sample: a sample's data does not depend on how many come after it.
         sample_rng = np.random.default_rng([config.seed, int(name[1:])])
+        # Libraries never come out equally deep: each sample gets 85-115% of the asked depth.
+        depth = config.depth * sample_rng.uniform(0.85, 1.15)
+        pairs = int(depth * config.genome_size / (2 * READ_LENGTH))
         carried = sample_variants(sample_rng, pool, config.carrier_rate)
         haplotypes = [haplotype(reference, carried, 0), haplotype(reference, carried, 1)]
         r1, r2, q1, q2 = simulate_pairs(sample_rng, haplotypes, pairs)

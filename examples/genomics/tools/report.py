@@ -133,16 +133,18 @@ def plots(rows: list[dict[str, Any]], samples: dict[str, Any]) -> str:
     scored = [r for r in rows if r["score"]]
     if scored:
         charts.append(svg.bar_chart(
-            "Precision and recall against the truth", [r["sample"] for r in scored],
+            "Precision and recall against the truth (axis zoomed)", [r["sample"] for r in scored],
             {"SNP precision": [r["score"]["snp"]["precision"] for r in scored],
              "SNP recall": [r["score"]["snp"]["recall"] for r in scored],
              "indel precision": [r["score"]["indel"]["precision"] for r in scored],
              "indel recall": [r["score"]["indel"]["recall"] for r in scored]},
-            y_max=1.0, y_format=".0%"))
+            y_min=min(0.9, *(v for r in scored for k in ("snp", "indel") for v in
+                             (r["score"][k]["precision"], r["score"][k]["recall"]))),
+            y_max=1.0, y_format=".1%"))
     quality = {name: samples[name]["qc"]["r1"]["mean_quality_by_position"]
                for name in names if "qc" in samples[name]}
     if quality:
-        charts.append(svg.line_chart("Mean base quality by cycle (R1)", quality, "cycle", y_max=45))
+        charts.append(svg.line_chart("Mean base quality by cycle (R1)", quality, "cycle", y_max=40))
     return '<div class="plots">' + "".join(charts) + "</div>"
 
 
