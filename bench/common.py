@@ -28,14 +28,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def served_engine(*extra: str, vcpus: int = 2) -> Iterator[tuple[str, str]]:
-    """Starts `conveyor serve` in its own process on a fresh data dir; yields (url, data_dir)."""
+def served_engine(pid_out: list[int] | None = None, *extra: str, vcpus: int = 2) -> Iterator[tuple[str, str]]:
+    """Starts `conveyor serve` in its own process on a fresh data dir; yields (url, data_dir).
+
+    The server's pid is appended to `pid_out` when given (for memory readings).
+    """
     data_dir = tempfile.mkdtemp(prefix="conveyor-bench-")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(port),
                              "--data-dir", data_dir, "--vcpus", str(vcpus), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    if pid_out is not None:
+        pid_out.append(proc.pid)
     deadline = time.time() + 30
     while True:
         try:

@@ -152,6 +152,8 @@ class Engine:
             try:
                 with self.lock:
                     scheduler.tick()
+                if scheduler.has_work():
+                    self._wake.set()  # e.g. a big array still spawning: go on after letting API calls in
             except Exception:  # noqa: BLE001 - the loop must survive; the failure is logged with context
                 logger.exception("scheduler tick failed")
 

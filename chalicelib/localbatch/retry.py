@@ -17,9 +17,12 @@ def matches(pattern: str, value: str | None) -> bool:
 def rule_matches(rule: dict[str, Any], status_reason: str | None, reason: str | None,
                  exit_code: int | None) -> bool:
     """Every condition present in a rule must match; an exit-code pattern never matches a missing code."""
+    # A missing reason reads as empty text, so `onReason: "*"` matches every ending: AWS's
+    # documented fail-fast rule [RETRY "Host EC2*", EXIT onReason "*"] depends on that.
+    # A missing exit code is different: an onExitCode pattern never matches it.
     checks = (
-        ("onStatusReason", status_reason),
-        ("onReason", reason),
+        ("onStatusReason", status_reason or ""),
+        ("onReason", reason or ""),
         ("onExitCode", None if exit_code is None else str(exit_code)),
     )
     present = [(key, value) for key, value in checks if rule.get(key) is not None]

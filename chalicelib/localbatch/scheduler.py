@@ -29,6 +29,7 @@ from chalicelib.localbatch.model import (
 from chalicelib.localbatch.store import Store
 
 RECLAIM_TAG = "conveyor:reclaim-rate"
+SPAWN_BATCH = 2000  # children created per tick
 FLUSH_DELAY_MS = 20
 
 
@@ -111,7 +112,8 @@ class Scheduler:
         return due
 
     def has_work(self) -> bool:
-        return bool(self.exits or self.admissions or self._dirty)
+        """True when a tick now would do something (the engine then ticks again at once)."""
+        return bool(self.exits or self.admissions or self.launched)
 
     # -- the tick -------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -119,8 +121,7 @@ class Scheduler:
         self._drain_launched()
         while self.exits:
             self._end_attempt(self.exits.popleft())
-        while self.admissions:
-            self._admit(self.admissions.popleft())
+        self._admit_some()
         self._fire_timers()
         self._place()
         # One commit per tick. Placements (STARTING) are on disk before their processes
@@ -150,35 +151,52 @@ class Scheduler:
         if job.sub.failure:
             self.set_status(job, JobStatus.FAILED, job.sub.failure)
             return
-        if job.is_parent:
-            self._spawn_children(job)
-            return
         self._wire_dependencies(job, self._targets(job))
         if job.status is JobStatus.SUBMITTED:
             self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE)
 
-    def _spawn_children(self, parent: Job) -> None:
+    def _admit_some(self) -> None:
+        """Admits queued submissions; a big array spawns its children over several ticks,
+        so API calls waiting on the engine lock are never held up for long."""
+        budget = SPAWN_BATCH
+        while self.admissions and budget > 0:
+            job = self.admissions[0]
+            size = job.sub.array_size or 0
+            if job.is_parent and not job.sub.failure and job.status in (JobStatus.SUBMITTED, JobStatus.PENDING):
+                budget -= self._spawn_children(job, budget)
+                if job.children is not None and len(job.children) < size:
+                    return  # more next tick; later submissions wait, as they may depend on these children
+            else:
+                self._admit(job)
+                budget -= 1
+            self.admissions.popleft()
+
+    def _spawn_children(self, parent: Job, budget: int) -> int:
+        """Creates up to `budget` more children (PENDING, then RUNNABLE when nothing is unmet)."""
         size = parent.sub.array_size or 0
         now = self.now()
-        parent.summary = {status: 0 for status in ALL_STATUSES}
-        parent.summary["PENDING"] = size
-        parent.summary_at = now
-        parent.children = []
-        self.set_status(parent, JobStatus.PENDING)
-        for index in range(size):
+        if parent.children is None:
+            parent.summary = {status: 0 for status in ALL_STATUSES}
+            parent.summary["PENDING"] = size  # children not created yet count as PENDING
+            parent.summary_at = now
+            parent.children = []
+            self.set_status(parent, JobStatus.PENDING)
+        start = len(parent.children)
+        for index in range(start, min(size, start + budget)):
             child = Job(job_id=f"{parent.job_id}:{index}", sub=parent.sub, index=index,
                         status=JobStatus.PENDING, created_at=now, parent=parent)
             parent.children.append(child)
             self.jobs[child.job_id] = child
             self._touch(child)
             self._events.append((child.job_id, now, wire.snapshot_json(child)))
-        for child in parent.children:
-            if parent.status.is_terminal:
-                break
-            if child.status is JobStatus.PENDING:
-                self._wire_dependencies(child, self._targets(child))
-                if child.status is JobStatus.PENDING and not child.unmet:
-                    self.set_status(child, JobStatus.RUNNABLE)
+            if parent.cancel_reason:  # the array was cancelled or terminated while it was spawning
+                child.is_cancelled, child.is_terminated = parent.is_cancelled, parent.is_terminated
+                self.set_status(child, JobStatus.FAILED, parent.cancel_reason)
+                continue
+            self._wire_dependencies(child, self._targets(child))
+            if child.status is JobStatus.PENDING and not child.unmet:
+                self.set_status(child, JobStatus.RUNNABLE)
+        return len(parent.children) - start
 
     def _targets(self, job: Job) -> list[Job]:
         """The jobs this job (or array child) waits on, resolved from the submission's dependsOn."""
@@ -460,6 +478,9 @@ class Scheduler:
             if job.status is JobStatus.SUBMITTED:
                 job.is_cancelled = True
                 self.set_status(job, JobStatus.FAILED, reason)
+            elif not job.status.is_terminal:
+                job.is_cancelled, job.cancel_reason = True, reason
+                self._touch(job)
             for child in job.children or []:
                 self.cancel(child, reason)
             return
@@ -480,6 +501,9 @@ class Scheduler:
             if job.status is JobStatus.SUBMITTED:
                 job.is_terminated = True
                 self.set_status(job, JobStatus.FAILED, reason)
+            elif not job.status.is_terminal:
+                job.is_terminated, job.cancel_reason = True, reason
+                self._touch(job)
             for child in job.children or []:
                 self.terminate(child, reason)
             return
