@@ -10,7 +10,7 @@ from chalicelib.localbatch import procfs
 from chalicelib.localbatch.executor import LaunchError, ProcessExecutor, make_executor
 from chalicelib.localbatch.reaper import exit_code_from_status
 from chalicelib.localbatch.spawn import (
-    ATTEMPT_VAR, TOKEN_VAR, ExecutableCache, build_base_env, build_child_env, describe_start_error,
+    ATTEMPT_VAR, TOKEN_VAR, EnvBuilder, ExecutableCache, build_base_env, build_child_env, describe_start_error,
     resolve_local_image,
 )
 
@@ -86,6 +86,20 @@ class TestEnvironment:
         assert env["CUDA_VISIBLE_DEVICES"] == "0,2"
         env = build_child_env({}, {"CUDA_VISIBLE_DEVICES": "1"}, attempt_key="k", token="t", gpu_ids=(0,))
         assert env["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+    def test_env_builder_matches_build_child_env_in_bytes(self) -> None:
+        base = {"PATH": "/venv/bin:/bin", "HOME": "/h", "PYTHONPATH": "/lib"}
+        extra = {"AWS_BATCH_JOB_ID": "j", "HOME": "/job-home"}
+        options = {"attempt_key": "j#1", "token": "t", "image_dir": "/img", "gpu_ids": (1,)}
+        encoded, path = EnvBuilder(base).build(extra, **options)  # type: ignore[arg-type]
+        expected = build_child_env(base, extra, **options)  # type: ignore[arg-type]
+        assert {k.decode(): v.decode() for k, v in encoded.items()} == expected
+        assert path == "/img:/venv/bin:/bin"
+
+    def test_env_builder_rejects_non_string_values(self) -> None:
+        with pytest.raises(TypeError):
+            EnvBuilder({}).build({"N": 3}, attempt_key="k", token="t")  # type: ignore[dict-item]
 
 
 class TestImages:
