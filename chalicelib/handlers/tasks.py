@@ -6,10 +6,26 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.handlers import run_tasks
+from chalicelib.handlers.workflow import runtime
+from chalicelib.observability import logger, metrics, tracer
+
 blueprint = Blueprint(__name__)
 
 
 @blueprint.lambda_function(name="tasks")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 def tasks(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """One function for every state machine task; ``event["action"]`` picks the task."""
-    raise NotImplementedError(event.get("action"))
+    """One function for every state machine task; ``event["action"]`` picks it.
+
+    Errors propagate on purpose: their class name is the Step Functions error name the
+    state machine retries (BatchThrottledError) or turns into the Fail state's cause.
+    """
+    action = str(event.get("action", ""))
+    task = run_tasks.TASKS.get(action)
+    if task is None:
+        raise ValueError(f"action: expected one of {sorted(run_tasks.TASKS)}, got {action!r}")
+    logger.append_keys(action=action, runId=event.get("runId"))
+    metrics.add_metric(name=f"Task_{action}", unit="Count", value=1)
+    return task(runtime(), event)

@@ -1,0 +1,71 @@
+"""The pipeline state machine on moto's Step Functions engine: success, a failed stage, an early stage end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from tests.integration.handlers.sfn_harness import MOTO_CONFIG, Harness, build, put_manifest
+
+STAGES = ("qc", "align", "joint")
+
+
+@pytest.fixture()
+def harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    with mock_aws(config=MOTO_CONFIG):
+        yield build(monkeypatch)
+
+
+def _succeed_all(h: Harness, run_id: str, items: int) -> None:
+    for stage in STAGES:
+        h.wait_for(lambda: h.token_stored(run_id, stage), f"{stage}'s wait to store its token")
+        h.end_stage(run_id, stage, "SUCCEEDED", {"SUCCEEDED": items})
+
+
+def test_a_run_succeeds_and_reports_on_the_custom_bus(harness: Harness) -> None:
+    arn = harness.start("run-ok", put_manifest(harness.rt, "ok", 10))
+    _succeed_all(harness, "run-ok", 10)
+    execution = harness.finished(arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert harness.rt.store.get_run("run-ok").status.value == "SUCCEEDED"
+    assert sorted(harness.calls) == sorted(["plan", "submit", "wait", "wait", "wait", "finalize"])
+    events = harness.bus_events(1)
+    assert [(e["detail-type"], e["detail"]["status"]) for e in events] == [("Pipeline Run State Change", "SUCCEEDED")]
+
+
+def test_a_failed_stage_goes_through_cleanup_to_a_fail_naming_stage_and_reason(harness: Harness) -> None:
+    arn = harness.start("run-bad", put_manifest(harness.rt, "bad", 10))
+    harness.wait_for(lambda: harness.token_stored("run-bad", "qc"), "qc's wait")
+    harness.end_stage("run-bad", "qc", "FAILED", {"SUCCEEDED": 8, "FAILED": 2})
+    execution = harness.finished(arn)
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "StageFailed"
+    assert execution["cause"].startswith("stage qc: 2 of 10 items failed")
+    assert "cleanup" in harness.calls and "finalize" not in harness.calls
+    assert harness.rt.store.get_run("run-bad").status.value == "FAILED"
+    events = harness.bus_events(1)
+    assert events[0]["detail"]["status"] == "FAILED"
+
+
+def test_a_stage_that_ended_before_its_wait_began_is_not_lost(harness: Harness) -> None:
+    # qc's result is in the table before the execution exists: its wait must resume at once.
+    harness.end_stage("run-early", "qc", "SUCCEEDED", {"SUCCEEDED": 10})
+    arn = harness.start("run-early", put_manifest(harness.rt, "early", 10))
+    for stage in STAGES[1:]:
+        harness.wait_for(lambda: harness.token_stored("run-early", stage), f"{stage}'s wait")
+        harness.end_stage("run-early", stage, "SUCCEEDED", {"SUCCEEDED": 10})
+    assert harness.finished(arn)["status"] == "SUCCEEDED"
+
+
+def test_state_transitions_do_not_grow_with_items(harness: Harness) -> None:
+    counts = {}
+    for items in (10, 10_000):
+        run_id = f"run-{items}"
+        arn = harness.start(run_id, put_manifest(harness.rt, run_id, items))
+        _succeed_all(harness, run_id, items)
+        assert harness.finished(arn)["status"] == "SUCCEEDED"
+        counts[items] = harness.transitions(arn)
+    assert counts[10] == counts[10_000]
+    assert counts[10] <= 10 + 4 * len(STAGES)
