@@ -136,7 +136,7 @@ def open_remote(
     from chalicelib import aws
     from chalicelib.commands.engine_access import HttpReader
 
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     reader = HttpReader(endpoint_url)
     if boto3.Session().get_credentials() is None:
@@ -156,7 +156,12 @@ def open_remote(
     )
     thread.start()
     runtime._closers.append(runtime.store.close)
-    runtime._closers.append(lambda: (stop.set(), thread.join(timeout=5)))
+
+    def stop_feed() -> None:
+        stop.set()
+        thread.join(timeout=5)
+
+    runtime._closers.append(stop_feed)
     return runtime
 
 

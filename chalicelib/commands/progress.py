@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from chalicelib.pipeline.records import ItemResult, StageRecord
 
@@ -51,7 +51,7 @@ class RunProgress:
             console=console,
             disable=not self._live,
         )
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         self._last: dict[str, str] = {}
 
     def __enter__(self) -> RunProgress:
@@ -67,10 +67,14 @@ class RunProgress:
             done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
             if stage.status.is_terminal:
                 done = stage.items
-            fields = {"status": stage.status.value.lower(), "counts": describe_counts(counts)}
+            status, text = stage.status.value.lower(), describe_counts(counts)
             if stage.stage not in self._tasks:
-                self._tasks[stage.stage] = self._progress.add_task(stage.stage, total=stage.items, **fields)
-            self._progress.update(self._tasks[stage.stage], completed=done, total=stage.items, **fields)
+                self._tasks[stage.stage] = self._progress.add_task(
+                    stage.stage, total=stage.items, status=status, counts=text
+                )
+            self._progress.update(
+                self._tasks[stage.stage], completed=done, total=stage.items, status=status, counts=text
+            )
             if not self._live and self._last.get(stage.stage) != stage.status.value:
                 self._last[stage.stage] = stage.status.value
                 self._console.print(

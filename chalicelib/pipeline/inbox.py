@@ -62,7 +62,7 @@ class InboxWatcher:
 
     def poll(self) -> list[str]:
         """Starts runs for files that are new (or changed) and stable; returns their run ids."""
-        started = []
+        started: list[str] = []
         if not self._inbox.is_dir():
             return started
         for path in sorted(self._inbox.rglob("*")):

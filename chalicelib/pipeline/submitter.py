@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.model import JobKind, PipelineSpec, Plan, PlannedJob

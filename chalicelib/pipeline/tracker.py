@@ -15,13 +15,14 @@ on AWS a Lambda feeds it from an EventBridge rule (which filters array children 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.pipeline.events import BATCH_DETAIL_TYPE, is_batch_job_event, run_event, stage_event
 from chalicelib.pipeline.joins import JoinItemsWriter, JoinPlan, plan_deferred
 from chalicelib.pipeline.model import PlannedJob
+from chalicelib.pipeline.payloads import SubmitContext
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunStore
 from chalicelib.pipeline.records import (
     TERMINAL_BATCH_STATUSES,
@@ -261,7 +262,7 @@ class Tracker:
         for result in self._store.list_item_results(ctx.run.run_id, stage):
             counts[result.status] = counts.get(result.status, 0) + 1
         started = previous.started_at if previous and previous.started_at else None
-        if started is None and status in (StageStatus.RUNNING,) or (ended and started is None):
+        if started is None and (status is StageStatus.RUNNING or ended):
             started = now
         record = StageRecord(
             run_id=ctx.run.run_id, stage=stage, status=status, items=ctx.stage_items(stage),
@@ -271,8 +272,8 @@ class Tracker:
         self._store.put_stage(record)
         self._publish(outcome, stage_event(ctx.run, record, now_ms=now))
         if ended:
-            result = {"stage": stage, "status": status.value, "counts": counts}
-            wait = self._store.put_stage_result(ctx.run.run_id, stage, result)
+            stage_result: dict[str, Any] = {"stage": stage, "status": status.value, "counts": counts}
+            wait = self._store.put_stage_result(ctx.run.run_id, stage, stage_result)
             if wait.completed and wait.token is not None and wait.result is not None:
                 outcome.resumes.append((wait.token, wait.result))
 
@@ -328,10 +329,6 @@ def _result(
     )
 
 
-def _with_join_items(ctx: RunContext, join_items: dict[str, str]) -> Any:
-    from dataclasses import replace
-
+def _with_join_items(ctx: RunContext, join_items: dict[str, str]) -> SubmitContext:
     return replace(ctx.submit, join_items=join_items)
 
-
-__all__: Sequence[str] = ("Tracker", "TrackerOutcome", "handle_batch_event")
