@@ -14,6 +14,7 @@ Writes bench/results/spawn.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,38 +47,59 @@ def run_baseline(jobs: int) -> float:
     return time.perf_counter() - started
 
 
-def run_executor(jobs: int, memory_mib: int) -> float:
-    """Seconds for `jobs` attempts of `true` through ProcessExecutor on 2 slots."""
+def run_executor(jobs: int, memory_mib: int, launchers: int = 1) -> float:
+    """Seconds for `jobs` attempts of `true` through ProcessExecutor on 2 slots.
+
+    ``launchers`` threads take exits off the callback queue and launch the next
+    attempt, as the engine's scheduler/launcher threads do.
+    """
     root = tempfile.mkdtemp(prefix="bench-spawn-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
     executor = ProcessExecutor(f"bench-{os.getpid()}-{time.monotonic_ns()}")
-    exits: queue.SimpleQueue[ExitInfo] = queue.SimpleQueue()
+    exits: queue.SimpleQueue[ExitInfo | None] = queue.SimpleQueue()
     executor.set_exit_callback(exits.put)
+    counter = itertools.count()
+    failures: list[ExitInfo] = []
 
-    def request(index: int) -> LaunchRequest:
-        key = f"bench:{index}#1"
-        return LaunchRequest(
-            attempt_key=key,
-            argv=("true",),
-            env={"AWS_BATCH_JOB_ID": f"bench:{index}", "AWS_BATCH_JOB_ATTEMPT": "1"},
-            workdir=f"{root}/scratch/{index}",
-            log_path=f"{root}/logs/{index}.log",
-            memory_mib=memory_mib,
-        )
+    def launch_next() -> None:
+        index = next(counter)
+        if index < jobs:
+            key = f"bench:{index}#1"
+            executor.launch(LaunchRequest(
+                attempt_key=key,
+                argv=("true",),
+                env={"AWS_BATCH_JOB_ID": f"bench:{index}", "AWS_BATCH_JOB_ATTEMPT": "1"},
+                workdir=f"{root}/scratch/{index}",
+                log_path=f"{root}/logs/{index}.log",
+                memory_mib=memory_mib,
+            ))
+
+    finished = itertools.count(1)
+
+    def launcher() -> None:
+        while True:
+            info = exits.get()
+            if info is None:
+                return
+            if info.exit_code != 0:
+                failures.append(info)
+            if next(finished) == jobs:
+                for _ in range(launchers):
+                    exits.put(None)
+            launch_next()
 
     try:
         started = time.perf_counter()
-        launched = 0
+        threads = [threading.Thread(target=launcher) for _ in range(launchers)]
+        for thread in threads:
+            thread.start()
         for _ in range(min(SLOTS, jobs)):
-            executor.launch(request(launched))
-            launched += 1
-        for _ in range(jobs):
-            info = exits.get(timeout=30)
-            if info.exit_code != 0:
-                raise RuntimeError(f"attempt failed: {info}")
-            if launched < jobs:
-                executor.launch(request(launched))
-                launched += 1
-        return time.perf_counter() - started
+            launch_next()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        if failures:
+            raise RuntimeError(f"attempt failed: {failures[0]}")
+        return elapsed
     finally:
         executor.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -88,11 +111,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    samples: dict[str, list[float]] = {"baseline": [], "executor": [], "executor_memlimit": []}
+    load_before = os.getloadavg()
+    variants = {
+        "baseline": lambda: run_baseline(args.jobs),
+        "executor": lambda: run_executor(args.jobs, memory_mib=0),
+        "executor_memlimit": lambda: run_executor(args.jobs, memory_mib=2048),
+        "executor_2_launchers": lambda: run_executor(args.jobs, memory_mib=0, launchers=2),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.runs):  # interleaved so drift hits all variants alike
-        samples["baseline"].append(run_baseline(args.jobs))
-        samples["executor"].append(run_executor(args.jobs, memory_mib=0))
-        samples["executor_memlimit"].append(run_executor(args.jobs, memory_mib=2048))
+        for name, run in variants.items():
+            samples[name].append(run())
 
     medians = {name: statistics.median(values) for name, values in samples.items()}
     result = {
@@ -104,14 +133,18 @@ def main() -> None:
         "median_s": medians,
         "ratio_executor_vs_baseline": medians["executor"] / medians["baseline"],
         "ratio_executor_memlimit_vs_baseline": medians["executor_memlimit"] / medians["baseline"],
+        "ratio_executor_2_launchers_vs_baseline": medians["executor_2_launchers"] / medians["baseline"],
+        "scratch_root": os.environ.get("BENCH_TMPDIR", "/var/tmp"),
+        "load_average_before_after": [load_before, os.getloadavg()],
         "rate_per_s": {name: args.jobs / value for name, value in medians.items()},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for name, value in medians.items():
-        print(f"{name:18s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)")
-    print(f"ratio executor/baseline          {result['ratio_executor_vs_baseline']:.2f}")
-    print(f"ratio executor+memlimit/baseline {result['ratio_executor_memlimit_vs_baseline']:.2f}")
+        print(f"{name:22s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)")
+    for name in medians:
+        if name != "baseline":
+            print(f"ratio {name}/baseline {medians[name] / medians['baseline']:.2f}")
     print(f"written to {RESULTS}")
 
 

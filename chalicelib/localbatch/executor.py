@@ -191,7 +191,11 @@ class ProcessExecutor:
         deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
         # Rounds: a process forked while we were killing is caught next round.
         for _ in range(3):
-            found = procfs.find_tagged(TOKEN_VAR, self._token, ATTEMPT_VAR, exclude=self._own_pids())
+            with self._lock:  # our own live attempts (and their children) are not orphans
+                own_keys = set(self._attempts)
+            found = [orphan for orphan in procfs.find_tagged(TOKEN_VAR, self._token, ATTEMPT_VAR,
+                                                             exclude={os.getpid()})
+                     if orphan.attempt_key not in own_keys]
             if not found:
                 break
             own_group = os.getpgrp()
@@ -277,10 +281,6 @@ class ProcessExecutor:
         with self._lock:
             if self._attempts.get(attempt.key) is attempt:
                 signal_group(attempt.pid, signal.SIGKILL)
-
-    def _own_pids(self) -> set[int]:
-        with self._lock:
-            return {os.getpid(), *self._by_pid}
 
     @staticmethod
     def _wait_gone(pids: list[int], deadline: float) -> None:

@@ -100,7 +100,10 @@ def test_kill_orphans_spares_the_executors_own_running_attempts(token: str, tmp_
     exits: list[object] = []
     executor.set_exit_callback(exits.append)
     try:
-        pid = executor.launch(LaunchRequest("own#1", ("sleep", "60"), {}, f"{tmp_path}/w", f"{tmp_path}/l.log"))
+        tree = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+        pid = executor.launch(LaunchRequest("own#1", (sys.executable, "-c", tree), {}, f"{tmp_path}/w",
+                                            f"{tmp_path}/l.log"))
+        wait_until(lambda: any(s.pgid == pid and s.pid != pid for s in procfs.scan_stats()), "no child started")
         assert executor.kill_orphans() == []
         assert procfs.is_alive(pid)
     finally:
