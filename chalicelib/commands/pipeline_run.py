@@ -29,7 +29,7 @@ from chalicelib.pipeline.ports import RunRequest
 from chalicelib.pipeline.runstore_sqlite import SqliteRunStore
 from chalicelib.pipeline.service import describe_run, epoch_ms, new_run_id, rerun_request
 from chalicelib.pipeline.spec import load_spec, parse_document
-from chalicelib.pipeline.submitter import terminate_run
+from chalicelib.pipeline.submitter import SubmissionError, terminate_run
 
 POLL_SECONDS = 0.25
 RECONCILE_SECONDS = 5.0
@@ -104,6 +104,10 @@ def handle_run(args: argparse.Namespace) -> int:
             source="cli", base_dir=str(Path(args.spec).resolve().parent),
         )
         return follow_run(runtime, request, console, progress=not args.no_progress)
+    except SubmissionError as err:
+        print(f"error: run {run_id}: {err}; jobs submitted so far are kept, run again with "
+              f"--run-id {run_id} to resume", file=sys.stderr)
+        return 1
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,102 @@
+"""Ctrl-C on `conveyor run --endpoint-url` terminates the run's outstanding jobs on a served engine and exits 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_tools"
+SPEC = f"""name: slow
+stages:
+  - name: wait
+    build: {TOOLS}
+    compute: on-demand
+    resources: {{vcpus: 1, memory: 64}}
+    command: [python, -m, tool, copy, --key, "{{key}}", --slow-key, "{{key}}", --sleep, "60", --out, "{{out}}", "{{item}}"]
+    foreach: item
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _post(url: str, operation: str, body: dict) -> dict:  # type: ignore[type-arg]
+    request = urllib.request.Request(f"{url}/v1/{operation}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+@pytest.fixture()
+def served(tmp_path: Path):  # type: ignore[no-untyped-def]
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path / "engine"),
+         "--vcpus", "2", "--kill-grace", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "engine did not start"
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_ctrl_c_terminates_outstanding_jobs_and_exits_130(tmp_path: Path, served: str) -> None:
+    items = tmp_path / "items"
+    items.mkdir()
+    for name in ("s0.txt", "s1.txt", "s2.txt"):
+        (items / name).write_text(name)
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(SPEC)
+    data = tmp_path / "client"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "chalicelib.cli", "run", str(spec), "--items", str(items), "--data-dir", str(data),
+         "--endpoint-url", served, "--run-id", "slow1", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
+    )
+    deadline = time.monotonic() + 30
+    while True:  # wait until a child is running
+        running = _post(served, "listjobs", {"jobQueue": "default", "jobStatus": "RUNNING"})["jobSummaryList"]
+        children = []
+        for parent in _post(served, "listjobs", {"jobQueue": "default", "filters": [
+                {"name": "JOB_NAME", "values": ["slow1-wait"]}]})["jobSummaryList"]:
+            children = _post(served, "listjobs", {"arrayJobId": parent["jobId"], "jobStatus": "RUNNING"})[
+                "jobSummaryList"]
+        if running or children:
+            break
+        assert time.monotonic() < deadline and run.poll() is None, run.stdout.read() if run.stdout else ""
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == 130, output
+    assert "interrupted: terminated 1 job(s) of run slow1" in output
+    parent = _post(served, "listjobs", {"jobQueue": "default", "filters": [
+        {"name": "JOB_NAME", "values": ["slow1-wait"]}]})["jobSummaryList"][0]
+    deadline = time.monotonic() + 20
+    while parent["status"] != "FAILED":
+        assert time.monotonic() < deadline, parent
+        time.sleep(0.2)
+        parent = _post(served, "describejobs", {"jobs": [parent["jobId"]]})["jobs"][0]
+    children = _post(served, "listjobs", {"arrayJobId": parent["jobId"], "jobStatus": "FAILED"})["jobSummaryList"]
+    assert len(children) == 3
+    assert {c["statusReason"] for c in children} == {"interrupted by the user (Ctrl-C)"}
