@@ -8,6 +8,7 @@ is not there.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -28,6 +29,18 @@ from chalicelib.pipeline.tracker import Tracker
 logger = logging.getLogger(__name__)
 COMPUTE_CLASSES = ("spot", "on-demand", "gpu")
 RUNS_DB = "runs.sqlite3"
+EVENTS_LOG = "pipeline-events.jsonl"  # Conveyor's own events, one EventBridge envelope per line
+
+
+def event_log_appender(path: Path) -> Callable[[dict[str, Any]], None]:
+    """Appends each envelope as one JSON line (the local stand-in for the pipeline event bus)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(envelope: dict[str, Any]) -> None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(envelope, separators=(",", ":")) + "\n")
+
+    return append
 
 
 @dataclass
@@ -76,7 +89,7 @@ def _wire(
     dependency_limit: int,
 ) -> LocalRuntime:
     store = SqliteRunStore(data_dir / RUNS_DB)
-    publisher = MemoryPublisher()
+    publisher = MemoryPublisher(sink=event_log_appender(data_dir / EVENTS_LOG))
     tracker = Tracker(
         store=store, batch=batch, publisher=publisher,
         join_items=manifest_join_items(open_store("file:///")), clock=epoch_ms,

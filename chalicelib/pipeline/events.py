@@ -103,9 +103,13 @@ def is_batch_job_event(envelope: dict[str, Any]) -> bool:
 
 
 class MemoryPublisher:
-    """EventPublisher that keeps every envelope in order and calls subscribers (local runs, tests)."""
+    """EventPublisher that keeps every envelope in order and calls subscribers (local runs, tests).
 
-    def __init__(self) -> None:
+    ``sink`` (optional) receives each envelope too, e.g. an appender to a local event log.
+    """
+
+    def __init__(self, sink: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._sink = sink
         self._lock = threading.Lock()
         self.envelopes: list[dict[str, Any]] = []
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
@@ -126,6 +130,9 @@ class MemoryPublisher:
         with self._lock:
             self.envelopes.extend(envelopes)
             subscribers = list(self._subscribers)
+            if self._sink is not None:
+                for envelope in envelopes:
+                    self._sink(envelope)
         for envelope in envelopes:
             for callback in subscribers:
                 callback(envelope)

@@ -108,3 +108,17 @@ def test_inbox_starts_one_run_per_delivered_manifest(tmp_path: Path) -> None:
         second = watcher.poll()
         assert len(second) == 1 and second != started
         assert wait_for_end(runtime, second[0]).items == 1
+
+
+def test_pipeline_events_are_appended_to_the_local_event_log(tmp_path: Path) -> None:
+    items = make_items(tmp_path / "items", ["s0.txt"])
+    data = tmp_path / "data"
+    assert main(["run", str(_spec(tmp_path, "none")), "--items", str(items), "--data-dir", str(data),
+                 "--run-id", "ev1", "--no-progress"]) == 0
+    lines = [json.loads(line) for line in (data / "pipeline-events.jsonl").read_text().splitlines()]
+    assert {e["source"] for e in lines} == {"conveyor"}
+    runs = [e["detail"]["status"] for e in lines if e["detail-type"] == "Pipeline Run State Change"]
+    assert runs[-1] == "SUCCEEDED" and set(runs) <= {"RUNNING", "SUCCEEDED"}
+    stages = {(e["detail"]["stage"], e["detail"]["status"])
+              for e in lines if e["detail-type"] == "Pipeline Stage State Change"}
+    assert {("a", "SUCCEEDED"), ("c", "SUCCEEDED")} <= stages
