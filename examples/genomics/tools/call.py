@@ -25,7 +25,7 @@ def count_variants(vcf: Path) -> dict[str, int]:
     """SNP, indel and other record counts, plus heterozygous/homozygous-alt genotypes."""
     import pysam
 
-    pysam.set_verbosity(0)  # htslib warns about bcftools' own MQ header line; noise for users
+    pysam.set_verbosity(1)  # errors only: htslib warns about bcftools' own MQ header line
     counts = {"records": 0, "snps": 0, "indels": 0, "other": 0, "het": 0, "hom_alt": 0}
     with pysam.VariantFile(str(vcf)) as calls:
         for record in calls:

@@ -33,6 +33,12 @@ def run_tool(tool: str, body: Any) -> int:
     except (OSError, ValueError) as err:
         # pysam and the file system raise these with a useful message; no traceback for the user.
         fail(tool, f"{type(err).__name__}: {err}")
+    except Exception as err:  # noqa: BLE001 - process edge: samtools/bcftools errors, one line
+        import pysam
+
+        if not isinstance(err, pysam.utils.SamtoolsError):
+            raise
+        fail(tool, str(err).strip().splitlines()[-1])
     return 0
 
 
@@ -119,7 +125,10 @@ def resolve_reference(location: str | Path) -> Path:
     if not Path(f"{path}.fai").is_file():
         import pysam
 
-        pysam.faidx(str(path))
+        try:
+            pysam.faidx(str(path))
+        except pysam.utils.SamtoolsError as err:
+            raise ToolError(f"cannot index the reference {path.name}: not a FASTA (plain or bgzip)?") from err
     return path
 
 
@@ -163,6 +172,9 @@ def bcftools(command: str, *args: str) -> None:
     import pysam
     import pysam.bcftools  # noqa: F401  (the sub-module must be imported explicitly)
 
+    # Level 1 keeps htslib's errors and drops its warnings (bcftools' own header
+    # lines trip a "MQ should be declared as Type=Float" sanity warning).
+    pysam.set_verbosity(1)
     try:
         getattr(pysam.bcftools, command)(*args, catch_stdout=False)
     except pysam.utils.SamtoolsError as err:

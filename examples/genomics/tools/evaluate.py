@@ -48,6 +48,7 @@ def classify(ref: str, alt: str) -> str:
 
 def normalise(vcf: Path, reference: Path, out: Path) -> Path:
     bcftools("norm", "-f", str(reference), "-m", "-any", "-Oz", "-o", str(out), str(vcf))
+    bcftools("index", "-t", "-f", str(out))  # pysam looks for an index when opening a VCF
     return out
 
 
@@ -55,7 +56,7 @@ def genotypes(vcf: Path) -> dict[str, dict[Key, str]]:
     """sample -> {(contig, pos, ref, alt): "het"|"hom"} for every sample carrying the ALT allele."""
     import pysam
 
-    pysam.set_verbosity(0)  # htslib header-sanity warnings are noise here
+    pysam.set_verbosity(1)  # errors only: htslib warns about bcftools' own MQ header line
     found: dict[str, dict[Key, str]] = {}
     with pysam.VariantFile(str(vcf)) as records:
         names = list(records.header.samples)

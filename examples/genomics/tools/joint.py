@@ -68,7 +68,7 @@ def run_joint(out: Path, calls: list[Path]) -> dict[str, Any]:
 def count_records(vcf: Path) -> int:
     import pysam
 
-    pysam.set_verbosity(0)  # htslib warns about bcftools' own MQ header line; noise for users
+    pysam.set_verbosity(1)  # errors only: htslib warns about bcftools' own MQ header line
     with pysam.VariantFile(str(vcf)) as records:
         return sum(1 for _ in records)
 

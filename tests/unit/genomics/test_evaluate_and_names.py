@@ -107,3 +107,17 @@ def test_haplotype_applies_only_its_own_variants() -> None:
     assert simulate.haplotype(reference, [snp, deletion], 0) == "ATGTATACGT"
     assert simulate.haplotype(reference, [snp, deletion], 1) == "ACGTATACGT"
     assert snp.genotype == (1, 0) and deletion.genotype == (1, 1)
+
+
+def test_pick_reads_finds_the_pair_among_an_items_files() -> None:
+    from pathlib import Path
+
+    files = [Path("in/ref.fa"), Path("in/S01_R2.fastq.gz"), Path("in/S01.truth.vcf.gz"), Path("in/S01_R1.fastq.gz")]
+    assert common.pick_reads(files) == (Path("in/S01_R1.fastq.gz"), Path("in/S01_R2.fastq.gz"))
+    with pytest.raises(common.ToolError, match="expected one <sample>_R1 and one <sample>_R2"):
+        common.pick_reads(files + [Path("in/S02_R1.fastq.gz")])
+
+
+def test_pick_reference_needs_a_fasta_among_several_files() -> None:
+    with pytest.raises(common.ToolError, match=r"no reference FASTA \(.fa/.fasta/.fna\) among the inputs: a.bam, b.txt"):
+        common.pick_reference(["x/a.bam", "x/b.txt"])
