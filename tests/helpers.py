@@ -1,0 +1,47 @@
+"""Test helpers shared across suites: waiting on job statuses and conditions with deadlines."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+def wait_until(predicate: Callable[[], T], deadline: float = 30.0, what: str = "condition",
+               interval: float = 0.02) -> T:
+    """Polls `predicate` until it returns something truthy; fails the test after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def describe(client: Any, job_id: str) -> dict[str, Any]:
+    jobs = client.describe_jobs(jobs=[job_id])["jobs"]
+    assert jobs, f"job {job_id} is not described"
+    return jobs[0]
+
+
+def wait_for_status(client: Any, job_id: str, statuses: str | Iterable[str] = TERMINAL,
+                    deadline: float = 30.0) -> dict[str, Any]:
+    """Waits until DescribeJobs shows the job in one of `statuses`; returns its JobDetail."""
+    wanted = {statuses} if isinstance(statuses, str) else set(statuses)
+    last: dict[str, Any] = {}
+
+    def reached() -> dict[str, Any] | None:
+        nonlocal last
+        last = describe(client, job_id)
+        return last if last["status"] in wanted else None
+
+    try:
+        return wait_until(reached, deadline, f"job {job_id} to reach {sorted(wanted)}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last seen {last.get('status')} ({last.get('statusReason')})") from None

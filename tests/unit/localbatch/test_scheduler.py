@@ -1,0 +1,597 @@
+"""Scheduler semantics driven by tick() with a FakeClock and a FakeExecutor: no processes, no sleeps."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib.localbatch.capacity import HostCapacity
+from chalicelib.localbatch.clock import FakeClock
+from chalicelib.localbatch.engine import Engine
+from chalicelib.localbatch.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.model import BLOCKED_CPU, BLOCKED_GPU, BLOCKED_MEMORY
+from chalicelib.localbatch.scheduler import EngineOptions
+
+
+class FakeExecutor:
+    """Records launches and stops; the test decides when and how each attempt ends."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, LaunchRequest] = {}
+        self.order: list[str] = []
+        self.live: set[str] = set()
+        self.stops: list[tuple[str, float]] = []
+        self.callback: Any = None
+        self._pid = 1000
+
+    def set_exit_callback(self, callback: Any) -> None:
+        self.callback = callback
+
+    def launch(self, request: LaunchRequest) -> int:
+        assert request.attempt_key not in self.live, "an attempt key was launched twice"
+        self.requests[request.attempt_key] = request
+        self.order.append(request.attempt_key)
+        self.live.add(request.attempt_key)
+        self._pid += 1
+        return self._pid
+
+    def stop(self, attempt_key: str, grace_seconds: float) -> None:
+        self.stops.append((attempt_key, grace_seconds))
+
+    def running(self) -> list[str]:
+        return sorted(self.live)
+
+    def kill_orphans(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+    def finish(self, key: str, code: int | None = 0, reason: str | None = None, started: bool = True) -> None:
+        assert key in self.live, f"{key} is not running"
+        self.live.discard(key)
+        self.callback(ExitInfo(key, code, reason, started))
+
+
+@dataclass
+class Rig:
+    engine: Engine
+    ex: FakeExecutor
+    clock: FakeClock
+    batch: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batch = self.engine.client()
+
+    def tick(self, times: int = 3) -> None:
+        for _ in range(times):
+            with self.engine.lock:
+                self.engine.scheduler.tick()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.batch.describe_jobs(jobs=[job_id])["jobs"][0]
+
+    def status(self, job_id: str) -> str:
+        return self.job(job_id)["status"]
+
+    def register(self, name: str = "jd", vcpus: str = "1", memory: str = "64", gpus: str | None = None,
+                 **extra: Any) -> str:
+        reqs = [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}]
+        if gpus:
+            reqs.append({"type": "GPU", "value": gpus})
+        self.batch.register_job_definition(
+            jobDefinitionName=name, type="container",
+            containerProperties={"image": "busybox", "command": ["true"], "resourceRequirements": reqs}, **extra)
+        return name
+
+    def submit(self, name: str = "j", jd: str = "jd", queue: str = "default", **kwargs: Any) -> str:
+        return self.batch.submit_job(jobName=name, jobQueue=queue, jobDefinition=jd, **kwargs)["jobId"]
+
+    def key(self, job_id: str, attempt: int = 1) -> str:
+        return f"{job_id}#{attempt}"
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.engine.read_events(0, 100000)[0]
+
+
+def make_rig(path: Path, **host: Any) -> Rig:
+    capacity = HostCapacity(**{"vcpus": 2, "memory_mib": 4096, "gpus": 0, **host})
+    engine = Engine(path, host=capacity, executor=FakeExecutor(), clock=FakeClock(),
+                    options=EngineOptions(kill_grace_seconds=1, seed=7))
+    engine.scheduler.launcher = None  # launch inline, inside tick()
+    return Rig(engine, engine.executor, engine.scheduler.clock)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    rig = make_rig(tmp_path / "engine")
+    rig.register()
+    yield rig
+    rig.engine.stop()
+
+
+@pytest.fixture
+def gpu_rig(tmp_path: Path) -> Iterator[Rig]:
+    rig = make_rig(tmp_path / "engine", gpus=2)
+    rig.register()
+    yield rig
+    rig.engine.stop()
+
+
+# -- lifecycle, FIFO, placement ------------------------------------------------------------------
+
+def test_job_runs_and_succeeds(rig: Rig) -> None:
+    job = rig.submit()
+    assert rig.status(job) == "SUBMITTED"
+    rig.tick()
+    assert rig.status(job) == "RUNNING"
+    request = rig.ex.requests[rig.key(job)]
+    assert request.env["AWS_BATCH_JOB_ID"] == job
+    assert request.env["AWS_BATCH_JOB_ATTEMPT"] == "1"
+    assert request.env["AWS_BATCH_JQ_NAME"] == "default"
+    assert request.env["AWS_BATCH_CE_NAME"] == "local"
+    assert "AWS_BATCH_JOB_ARRAY_INDEX" not in request.env
+    rig.clock.advance(2)
+    rig.ex.finish(rig.key(job), 0)
+    rig.tick()
+    detail = rig.job(job)
+    assert detail["status"] == "SUCCEEDED"
+    assert detail["statusReason"] == "Essential container in task exited"
+    assert detail["container"]["exitCode"] == 0
+    assert len(detail["attempts"]) == 1
+    assert detail["stoppedAt"] - detail["startedAt"] == 2000
+    statuses = [e["detail"]["status"] for e in rig.events() if e["detail"].get("jobId") == job]
+    assert statuses == ["RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"]  # no event for SUBMITTED
+
+
+def test_fifo_within_a_queue(rig: Rig) -> None:
+    jobs = [rig.submit(f"j{i}") for i in range(5)]
+    rig.tick()
+    assert rig.ex.order == [rig.key(jobs[0]), rig.key(jobs[1])]  # 2 vCPUs, 1 each
+    for done, expected_next in ((0, 2), (1, 3)):
+        rig.ex.finish(rig.key(jobs[done]))
+        rig.tick()
+        assert rig.ex.order[-1] == rig.key(jobs[expected_next])
+    assert rig.status(jobs[4]) == "RUNNABLE"
+
+
+def test_queue_priority_across_queues(rig: Rig) -> None:
+    rig.batch.create_job_queue(jobQueueName="high", priority=10,
+                               computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "local"}])
+    low = [rig.submit("low", queue="default") for _ in range(2)]
+    high = [rig.submit("high", queue="high") for _ in range(2)]
+    rig.tick()
+    assert set(rig.ex.order) == {rig.key(j) for j in high}
+    assert all(rig.status(j) == "RUNNABLE" for j in low)
+
+
+def test_first_compute_environment_with_room(rig: Rig) -> None:
+    for name in ("ce-a", "ce-b"):
+        rig.batch.create_compute_environment(computeEnvironmentName=name, type="MANAGED",
+                                             computeResources={"type": "EC2", "maxvCpus": 1, "subnets": []})
+    rig.batch.create_job_queue(jobQueueName="q2", priority=1, computeEnvironmentOrder=[
+        {"order": 2, "computeEnvironment": "ce-b"}, {"order": 1, "computeEnvironment": "ce-a"}])
+    first, second, third = (rig.submit(f"j{i}", queue="q2") for i in range(3))
+    rig.tick()
+    assert rig.ex.requests[rig.key(first)].env["AWS_BATCH_CE_NAME"] == "ce-a"
+    assert rig.ex.requests[rig.key(second)].env["AWS_BATCH_CE_NAME"] == "ce-b"
+    assert rig.status(third) == "RUNNABLE"  # both CEs full (maxvCpus 1 each)
+    rig.ex.finish(rig.key(second))
+    rig.tick()
+    assert rig.ex.requests[rig.key(third)].env["AWS_BATCH_CE_NAME"] == "ce-b"
+
+
+def test_vcpu_and_memory_accounting(rig: Rig) -> None:
+    rig.register("big-mem", vcpus="1", memory="3000")
+    a = rig.submit("a", jd="big-mem")
+    b = rig.submit("b", jd="big-mem")  # 6000 MiB > 4096 host: waits although a vCPU is free
+    rig.tick()
+    assert rig.status(a) == "RUNNING" and rig.status(b) == "RUNNABLE"
+    assert "statusReason" not in rig.job(b)  # it fits later: not a misconfiguration
+    rig.ex.finish(rig.key(a))
+    rig.tick()
+    assert rig.status(b) == "RUNNING"
+    rig.register("two", vcpus="2")
+    c = rig.submit("c", jd="two")
+    rig.tick()
+    assert rig.status(c) == "RUNNABLE"
+    rig.ex.finish(rig.key(b))
+    rig.tick()
+    assert rig.status(c) == "RUNNING"
+
+
+def test_gpu_accounting_and_cuda_visible_devices(gpu_rig: Rig) -> None:
+    rig = gpu_rig
+    rig.register("gpu1", gpus="1")
+    a, b, c = (rig.submit(f"g{i}", jd="gpu1") for i in range(3))
+    plain = rig.submit("plain")
+    rig.tick()
+    seen = {rig.ex.requests[rig.key(j)].env["CUDA_VISIBLE_DEVICES"] for j in (a, b)}
+    assert seen == {"0", "1"}
+    assert rig.status(c) == "RUNNABLE"
+    assert rig.status(plain) == "RUNNABLE"  # behind c in FIFO order
+    freed = rig.ex.requests[rig.key(a)].env["CUDA_VISIBLE_DEVICES"]
+    rig.ex.finish(rig.key(a))
+    rig.tick()
+    assert rig.ex.requests[rig.key(c)].env["CUDA_VISIBLE_DEVICES"] == freed
+    assert rig.ex.requests[rig.key(c)].gpu_ids == (int(freed),)
+
+
+@pytest.mark.parametrize(("reqs", "reason"), [
+    ({"vcpus": "3"}, BLOCKED_CPU),
+    ({"memory": "5000"}, BLOCKED_MEMORY),
+    ({"gpus": "1"}, BLOCKED_GPU),
+])
+def test_job_too_big_for_every_environment_blocks_the_queue(rig: Rig, reqs: dict[str, str], reason: str) -> None:
+    rig.register("huge", **reqs)
+    huge = rig.submit("huge", jd="huge")
+    behind = rig.submit("behind")
+    rig.tick()
+    detail = rig.job(huge)
+    assert detail["status"] == "RUNNABLE"
+    assert detail["statusReason"] == reason
+    assert detail["statusReason"].startswith("MISCONFIGURATION:")
+    assert rig.status(behind) == "RUNNABLE"  # FIFO: the blocked head holds back the queue
+    assert rig.ex.order == []
+    blocked = [e for e in rig.events() if e["detail-type"] == "Batch Job Queue Blocked"]
+    assert len(blocked) == 1 and blocked[0]["detail"]["statusReason"] == reason
+    # Unblocking: terminate the head, and the job behind it runs.
+    rig.batch.terminate_job(jobId=huge, reason="too big")
+    rig.tick()
+    assert rig.status(behind) == "RUNNING"
+
+
+# -- retries and timeouts ------------------------------------------------------------------------
+
+def test_retry_on_exit_code_appends_attempts(rig: Rig) -> None:
+    job = rig.submit(retryStrategy={"attempts": 3, "evaluateOnExit": [
+        {"action": "retry", "onExitCode": "3"}, {"action": "EXIT", "onExitCode": "*"}]})
+    rig.tick()
+    rig.ex.finish(rig.key(job, 1), 3)
+    rig.tick()
+    assert rig.status(job) == "RUNNING"
+    assert rig.ex.requests[rig.key(job, 2)].env["AWS_BATCH_JOB_ATTEMPT"] == "2"
+    rig.ex.finish(rig.key(job, 2), 4)  # EXIT rule
+    rig.tick()
+    detail = rig.job(job)
+    assert detail["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in detail["attempts"]] == [3, 4]
+    assert detail["container"]["exitCode"] == 4
+
+
+def test_no_rule_matches_retries_until_attempts_run_out(rig: Rig) -> None:
+    job = rig.submit(retryStrategy={"attempts": 2})
+    rig.tick()
+    rig.ex.finish(rig.key(job, 1), 1)
+    rig.tick()
+    rig.ex.finish(rig.key(job, 2), 1)
+    rig.tick()
+    assert rig.status(job) == "FAILED"
+    assert len(rig.job(job)["attempts"]) == 2
+
+
+def test_timeout_stops_the_attempt_and_is_not_retried(rig: Rig) -> None:
+    job = rig.submit(timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 3})
+    rig.tick()
+    rig.clock.advance(59)
+    rig.tick()
+    assert rig.ex.stops == []
+    rig.clock.advance(2)
+    rig.tick()
+    assert rig.ex.stops == [(rig.key(job), 1)]  # SIGTERM, SIGKILL after the grace
+    rig.ex.finish(rig.key(job), 137)
+    rig.tick()
+    detail = rig.job(job)
+    assert detail["status"] == "FAILED"
+    assert detail["statusReason"] == "Job attempt duration exceeded timeout"
+    assert len(detail["attempts"]) == 1
+    assert detail["attempts"][0]["statusReason"] == "Job attempt duration exceeded timeout"
+
+
+def test_failed_start_uses_task_failed_to_start(rig: Rig) -> None:
+    job = rig.submit()
+    rig.tick()
+    rig.ex.finish(rig.key(job), None, "CannotStartContainerError: no such file", started=False)
+    rig.tick()
+    detail = rig.job(job)
+    assert detail["status"] == "FAILED"
+    assert detail["statusReason"] == "Task failed to start"
+    assert detail["container"]["reason"].startswith("CannotStartContainerError")
+
+
+def test_spot_reclaim_ends_attempts_as_lost_hosts_and_retries(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path / "spot")
+    try:
+        rig.register()
+        rig.batch.create_compute_environment(
+            computeEnvironmentName="spot", type="MANAGED", tags={"conveyor:reclaim-rate": "1.0"},
+            computeResources={"type": "SPOT", "maxvCpus": 2, "subnets": []})
+        rig.batch.create_job_queue(jobQueueName="spotq", priority=1,
+                                   computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "spot"}])
+        job = rig.submit(queue="spotq", retryStrategy={"attempts": 2, "evaluateOnExit": [
+            {"action": "RETRY", "onStatusReason": "Host EC2*"}, {"action": "EXIT", "onReason": "*"}]})
+        rig.tick()
+        for attempt in (1, 2):
+            rig.clock.advance(3)  # past the reclaim window
+            rig.tick()
+            key = rig.key(job, attempt)
+            assert (key, 0.0) in rig.ex.stops  # a lost host kills at once
+            rig.ex.finish(key, None)
+            rig.tick()
+        detail = rig.job(job)
+        assert detail["status"] == "FAILED"
+        assert len(detail["attempts"]) == 2
+        for attempt in detail["attempts"]:
+            assert attempt["statusReason"].startswith("Host EC2 (instance i-")
+            assert attempt["statusReason"].endswith(") terminated.")
+            assert "exitCode" not in attempt["container"]
+    finally:
+        rig.engine.stop()
+
+
+# -- dependencies and arrays ---------------------------------------------------------------------
+
+def test_dependency_failure_fails_dependents(rig: Rig) -> None:
+    a = rig.submit("a")
+    b = rig.submit("b", dependsOn=[{"jobId": a}])
+    c = rig.submit("c", dependsOn=[{"jobId": b}])
+    rig.tick()
+    assert rig.status(b) == "PENDING" and rig.status(c) == "PENDING"
+    rig.ex.finish(rig.key(a), 1)
+    rig.tick()
+    for job in (b, c):
+        detail = rig.job(job)
+        assert detail["status"] == "FAILED"
+        assert detail["statusReason"] == "Dependent Job failed"
+        assert detail["attempts"] == []
+    late = rig.submit("late", dependsOn=[{"jobId": a}])  # depends on an already failed job
+    rig.tick()
+    assert rig.job(late)["statusReason"] == "Dependent Job failed"
+
+
+def test_dependency_success_releases_dependents(rig: Rig) -> None:
+    a = rig.submit("a")
+    b = rig.submit("b", dependsOn=[{"jobId": a}])
+    rig.tick()
+    rig.ex.finish(rig.key(a))
+    rig.tick()
+    assert rig.status(b) == "RUNNING"
+
+
+def test_array_children_index_and_parent_summary(rig: Rig) -> None:
+    parent = rig.submit("arr", arrayProperties={"size": 3})
+    rig.tick()
+    detail = rig.job(parent)
+    assert detail["status"] == "PENDING"
+    assert detail["arrayProperties"]["size"] == 3
+    assert set(detail["arrayProperties"]["statusSummary"]) == {
+        "SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"}
+    assert detail["arrayProperties"]["statusSummary"]["RUNNING"] == 2
+    assert detail["arrayProperties"]["statusSummary"]["RUNNABLE"] == 1
+    indexes = sorted(r.env["AWS_BATCH_JOB_ARRAY_INDEX"] for r in rig.ex.requests.values())
+    assert indexes == ["0", "1"]
+    assert rig.job(f"{parent}:2")["arrayProperties"] == {"index": 2}
+    for i in range(3):
+        rig.tick()
+        rig.ex.finish(rig.key(f"{parent}:{i}"), 0)
+        rig.tick()
+    detail = rig.job(parent)
+    assert detail["status"] == "SUCCEEDED"
+    assert detail["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 3
+
+
+def test_one_failed_child_fails_the_parent_and_its_dependents(rig: Rig) -> None:
+    parent = rig.submit("arr", arrayProperties={"size": 2})
+    after = rig.submit("after", dependsOn=[{"jobId": parent}])
+    rig.tick()
+    rig.ex.finish(rig.key(f"{parent}:0"), 0)
+    rig.tick()
+    assert rig.status(after) == "PENDING"
+    rig.ex.finish(rig.key(f"{parent}:1"), 1)
+    rig.tick()
+    assert rig.status(parent) == "FAILED"
+    assert rig.job(after)["statusReason"] == "Dependent Job failed"
+
+
+def test_n_to_n_dependency(rig: Rig) -> None:
+    a = rig.submit("a", arrayProperties={"size": 2})
+    b = rig.submit("b", arrayProperties={"size": 2}, dependsOn=[{"jobId": a, "type": "N_TO_N"}])
+    rig.tick()
+    assert rig.status(f"{b}:0") == "PENDING"
+    rig.ex.finish(rig.key(f"{a}:1"), 1)
+    rig.tick()
+    assert rig.job(f"{b}:1")["statusReason"] == "Dependent Job failed"
+    assert rig.status(f"{b}:0") == "PENDING"
+    rig.ex.finish(rig.key(f"{a}:0"), 0)
+    rig.tick()
+    assert rig.status(f"{b}:0") == "RUNNING"
+    rig.ex.finish(rig.key(f"{b}:0"), 0)
+    rig.tick()
+    assert rig.status(a) == "FAILED" and rig.status(b) == "FAILED"
+
+
+def test_sequential_array_runs_in_order_and_failure_cascades(rig: Rig) -> None:
+    parent = rig.submit("seq", arrayProperties={"size": 4}, dependsOn=[{"type": "SEQUENTIAL"}])
+    rig.tick()
+    assert rig.ex.order == [rig.key(f"{parent}:0")]
+    rig.ex.finish(rig.key(f"{parent}:0"), 0)
+    rig.tick()
+    assert rig.ex.order[-1] == rig.key(f"{parent}:1")
+    rig.ex.finish(rig.key(f"{parent}:1"), 2)
+    rig.tick()
+    for i in (2, 3):
+        assert rig.job(f"{parent}:{i}")["statusReason"] == "Dependent Job failed"
+    assert rig.status(parent) == "FAILED"
+    assert len(rig.ex.order) == 2
+
+
+def test_long_sequential_chain_failure_does_not_recurse(rig: Rig) -> None:
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(400)  # far below the chain length: any recursion per link would overflow
+    try:
+        parent = rig.submit("long", arrayProperties={"size": 10_000}, dependsOn=[{"type": "SEQUENTIAL"}])
+        while rig.engine.scheduler.admissions:  # big arrays are spawned over several ticks
+            rig.tick(1)
+        rig.ex.finish(rig.key(f"{parent}:0"), 1)
+        rig.tick(1)
+    finally:
+        sys.setrecursionlimit(limit)
+    detail = rig.job(parent)
+    assert detail["status"] == "FAILED"
+    assert detail["arrayProperties"]["statusSummary"]["FAILED"] == 10_000
+    assert rig.job(f"{parent}:9999")["statusReason"] == "Dependent Job failed"
+
+
+def test_child_id_dependency(rig: Rig) -> None:
+    arr = rig.submit("arr", arrayProperties={"size": 2})
+    one = rig.submit("one", dependsOn=[{"jobId": f"{arr}:1"}])
+    rig.tick()
+    rig.ex.finish(rig.key(f"{arr}:1"), 0)
+    rig.tick()
+    assert rig.status(one) == "RUNNING"
+    assert rig.status(f"{arr}:0") == "RUNNING"
+
+
+# -- CancelJob versus TerminateJob ---------------------------------------------------------------
+
+def test_cancel_and_terminate_runnable_and_submitted(rig: Rig) -> None:
+    submitted = rig.submit("s")
+    rig.batch.cancel_job(jobId=submitted, reason="no longer needed")
+    detail = rig.job(submitted)
+    assert (detail["status"], detail["statusReason"], detail["isCancelled"]) == ("FAILED", "no longer needed", True)
+    blockers = [rig.submit(f"b{i}") for i in range(2)]
+    runnable = [rig.submit("r1"), rig.submit("r2")]
+    rig.tick()
+    assert all(rig.status(j) == "RUNNABLE" for j in runnable)
+    rig.batch.cancel_job(jobId=runnable[0], reason="cancel it")
+    rig.batch.terminate_job(jobId=runnable[1], reason="terminate it")
+    assert rig.job(runnable[0])["isCancelled"] is True
+    detail = rig.job(runnable[1])
+    assert (detail["status"], detail["statusReason"], detail["isTerminated"]) == ("FAILED", "terminate it", True)
+    assert detail["attempts"] == []
+    assert all(rig.status(b) == "RUNNING" for b in blockers)
+
+
+def test_cancel_pending_fails_only_after_dependencies_complete(rig: Rig) -> None:
+    a = rig.submit("a")
+    b = rig.submit("b", dependsOn=[{"jobId": a}])
+    rig.tick()
+    rig.batch.cancel_job(jobId=b, reason="cancel pending")
+    rig.tick()
+    assert rig.status(b) == "PENDING"
+    rig.ex.finish(rig.key(a), 0)
+    rig.tick()
+    detail = rig.job(b)
+    assert (detail["status"], detail["statusReason"], detail["isCancelled"]) == ("FAILED", "cancel pending", True)
+    assert rig.key(b) not in rig.ex.requests  # never ran
+
+
+def test_terminate_pending_fails_at_once(rig: Rig) -> None:
+    a = rig.submit("a")
+    b = rig.submit("b", dependsOn=[{"jobId": a}])
+    rig.tick()
+    rig.batch.terminate_job(jobId=b, reason="stop")
+    assert rig.job(b)["status"] == "FAILED"
+    assert rig.job(b)["isTerminated"] is True
+
+
+def test_cancel_running_is_a_no_op_terminate_stops_it(rig: Rig) -> None:
+    job = rig.submit(retryStrategy={"attempts": 3})
+    rig.tick()
+    rig.batch.cancel_job(jobId=job, reason="ignored")
+    rig.tick()
+    assert rig.status(job) == "RUNNING" and rig.ex.stops == []
+    rig.batch.terminate_job(jobId=job, reason="operator stop")
+    assert rig.ex.stops == [(rig.key(job), 1)]
+    rig.ex.finish(rig.key(job), None)
+    rig.tick()
+    detail = rig.job(job)
+    assert (detail["status"], detail["statusReason"], detail["isTerminated"]) == ("FAILED", "operator stop", True)
+    assert len(detail["attempts"]) == 1  # never retried
+
+
+def test_terminate_starting_job_stops_it_once_launched(rig: Rig) -> None:
+    held: list[LaunchRequest] = []
+    rig.engine.scheduler.launcher = held.extend  # launches wait: the job stays STARTING
+    job = rig.submit()
+    rig.tick()
+    assert rig.status(job) == "STARTING"
+    rig.batch.cancel_job(jobId=job, reason="no-op")
+    assert rig.status(job) == "STARTING"
+    rig.batch.terminate_job(jobId=job, reason="stop starting")
+    scheduler = rig.engine.scheduler
+    for request in held:
+        scheduler.launched.append((request.attempt_key, scheduler.launch_one(request), scheduler.now()))
+    rig.tick()
+    assert (rig.key(job), 1) in rig.ex.stops
+    rig.ex.finish(rig.key(job), None)
+    rig.tick()
+    assert rig.job(job)["statusReason"] == "stop starting"
+    assert rig.job(job)["isTerminated"] is True
+
+
+def test_cancel_and_terminate_terminal_jobs_are_no_ops(rig: Rig) -> None:
+    job = rig.submit()
+    rig.tick()
+    rig.ex.finish(rig.key(job), 0)
+    rig.tick()
+    rig.batch.cancel_job(jobId=job, reason="x")
+    rig.batch.terminate_job(jobId=job, reason="y")
+    detail = rig.job(job)
+    assert (detail["status"], detail["isCancelled"], detail["isTerminated"]) == ("SUCCEEDED", False, False)
+
+
+def test_terminate_array_parent_applies_to_children(rig: Rig) -> None:
+    parent = rig.submit("arr", arrayProperties={"size": 3})
+    rig.tick()
+    rig.batch.terminate_job(jobId=parent, reason="all of it")
+    assert rig.status(f"{parent}:2") == "FAILED"  # was RUNNABLE
+    for i in (0, 1):
+        rig.ex.finish(rig.key(f"{parent}:{i}"), None)
+    rig.tick()
+    assert rig.status(parent) == "FAILED"
+    assert all(rig.job(f"{parent}:{i}")["isTerminated"] for i in range(3))
+
+
+def test_unknown_job_is_a_client_error(rig: Rig) -> None:
+    with pytest.raises(ClientError) as info:
+        rig.batch.cancel_job(jobId="nope", reason="x")
+    assert info.value.response["Error"]["Code"] == "ClientException"
+    assert "jobId" in info.value.response["Error"]["Message"]
+
+
+# -- events --------------------------------------------------------------------------------------
+
+def test_event_detail_matches_describe_jobs(rig: Rig) -> None:
+    job = rig.submit()
+    rig.tick()
+    rig.ex.finish(rig.key(job), 0)
+    rig.tick()
+    last = [e for e in rig.events() if e["detail"].get("jobId") == job][-1]
+    assert last["detail-type"] == "Batch Job State Change"
+    assert last["source"] == "aws.batch"
+    assert last["resources"] == [last["detail"]["jobArn"]]
+    assert last["detail"] == rig.job(job)
+
+
+def test_terminating_an_array_while_it_is_still_spawning(rig: Rig) -> None:
+    parent = rig.submit("big", arrayProperties={"size": 10_000})
+    rig.tick(1)
+    assert rig.engine.scheduler.admissions  # still spawning children
+    rig.batch.terminate_job(jobId=parent, reason="abort")
+    while rig.engine.scheduler.admissions:
+        rig.tick(1)
+    for key in list(rig.ex.live):
+        rig.ex.finish(key, None)
+    rig.tick()
+    detail = rig.job(parent)
+    assert detail["status"] == "FAILED"
+    assert detail["arrayProperties"]["statusSummary"]["FAILED"] == 10_000
+    assert rig.job(f"{parent}:9999")["isTerminated"] is True
+    assert len(rig.ex.order) <= 2
