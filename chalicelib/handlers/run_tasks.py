@@ -190,7 +190,11 @@ def _failed_stage_cause(rt: AwsRuntime, run_id: str) -> str:
 
 
 def end_run(rt: AwsRuntime, run_id: str, reason: str) -> list[str]:
-    """Terminates the run's unfinished jobs and records it FAILED (safe to repeat)."""
+    """Terminates the run's unfinished jobs and records it FAILED (safe to repeat).
+
+    Jobs are terminated even when the run is already marked ended (the tracker may have
+    decided first); TerminateJob on a job that has finished changes nothing on Batch.
+    """
     run = rt.store.get_run(run_id)
     if run is None:
         return []

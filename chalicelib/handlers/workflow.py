@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +68,25 @@ class AwsRuntime:
             self.publisher.publish([run_event(run, self.store.list_stages(run_id), now_ms=epoch_ms())])
 
 
-@lru_cache(maxsize=1)
+_RUNTIME: list[AwsRuntime] = []
+
+
 def runtime() -> AwsRuntime:
-    """The container's runtime (Lambda reuses containers, so clients are built once)."""
+    """The container's runtime, built on first use (Lambda reuses containers, so clients are built once)."""
+    if not _RUNTIME:
+        _RUNTIME.append(build_runtime())
+    return _RUNTIME[0]
+
+
+def use_runtime(rt: AwsRuntime | None) -> None:
+    """Replaces the container's runtime (composition roots and tests inject their own ports); None resets."""
+    _RUNTIME.clear()
+    if rt is not None:
+        _RUNTIME.append(rt)
+
+
+def build_runtime() -> AwsRuntime:
+    """Every port from the environment the stack set (see chalicelib.settings)."""
     settings = get_settings()
     return AwsRuntime(
         settings=settings,

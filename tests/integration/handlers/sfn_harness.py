@@ -12,6 +12,7 @@ import io
 import json
 import time
 import zipfile
+from dataclasses import replace
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,7 @@ def build(monkeypatch: Any) -> Harness:
     definition = definition.replace("${TaskFunctionArn}", function_arn).replace("${PipelineName}", "infra-test")
     machine_arn = sfn.create_state_machine(name="conveyor-infra-test", definition=definition, roleArn=role)[
         "stateMachineArn"]
+    rt.settings = replace(settings, state_machine_arn=machine_arn)
     return Harness(rt=rt, machine_arn=machine_arn, queue_url=queue_url, calls=calls)
 
 

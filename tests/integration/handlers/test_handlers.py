@@ -1,0 +1,105 @@
+"""The real handlers through Chalice's test client under moto, fed canned S3, Batch and Step Functions events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from moto import mock_aws
+
+import app as chalice_app
+from chalicelib.handlers import run_tasks
+from chalicelib.handlers.workflow import use_runtime
+from tests.integration.handlers.fake_batch import FakeBatch
+from tests.integration.handlers.sfn_harness import BUCKET, Harness, build, put_manifest
+
+EVENTS = Path(__file__).parents[2] / "fixtures" / "events"
+
+
+def _event(name: str, **replace: str) -> dict[str, Any]:
+    text = (EVENTS / f"{name}.json").read_text()
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return json.loads(text)
+
+
+@pytest.fixture()
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Harness, FakeBatch, Client]]:
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        harness = build(monkeypatch)
+        batch = FakeBatch()
+        harness.rt.batch = batch
+        use_runtime(harness.rt)
+        try:
+            with Client(chalice_app.app) as client:
+                yield harness, batch, client
+        finally:
+            use_runtime(None)
+
+
+def _planned_and_submitted(h: Harness, run_id: str, items: int = 3) -> None:
+    manifest = put_manifest(h.rt, run_id, items)
+    run_tasks.plan(h.rt, {"input": {"runId": run_id, "items": manifest}, "execution": run_id})
+    run_tasks.submit(h.rt, {"runId": run_id})
+
+
+def test_duplicate_s3_delivery_starts_one_execution(env) -> None:
+    harness, _, client = env
+    event = _event("s3_object_created")
+    first = client.lambda_.invoke("trigger", event).payload
+    second = client.lambda_.invoke("trigger", event).payload
+    assert first["runs"] == second["runs"] and len(first["runs"]) == 1
+    executions = harness.rt.sfn.list_executions(stateMachineArn=harness.machine_arn)["executions"]
+    assert [e["name"] for e in executions] == first["runs"]
+    started = json.loads(harness.rt.sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
+    # The key arrives form-encoded: batch%2B42 is the folder "batch+42".
+    assert started["items"] == f"s3://{BUCKET}/inbox/batch+42/manifest.json"
+    assert started["prefix"] == f"s3://{BUCKET}/runs/{first['runs'][0]}"
+
+
+def test_stopped_execution_terminates_outstanding_jobs(env) -> None:
+    harness, batch, client = env
+    _planned_and_submitted(harness, "run-stop")
+    submitted = {j.job_id for j in harness.rt.store.list_jobs("run-stop")}
+    assert submitted and len(batch.jobs) == len(submitted)
+    answer = client.lambda_.invoke("execution_ended", _event("sfn_execution_aborted")).payload
+    assert set(answer["terminated"]) == submitted
+    assert {job_id for job_id, _ in batch.terminated} == submitted
+    assert all("ABORTED" in reason for _, reason in batch.terminated)
+    run = harness.rt.store.get_run("run-stop")
+    assert run.status.value == "FAILED"
+    # A repeated delivery of the same event records no second failure.
+    client.lambda_.invoke("execution_ended", _event("sfn_execution_aborted"))
+    assert harness.rt.store.get_run("run-stop").failures == run.failures
+    assert any(e["detail"]["status"] == "FAILED" for e in harness.bus_events(1))
+
+
+def test_batch_event_advances_the_run_and_publishes_stage_events(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-track", items=1)
+    job = next(j for j in harness.rt.store.list_jobs("run-track") if j.stage == "qc")
+    event = _event("batch_job_succeeded", JOB_ID=job.job_id, JOB_NAME=job.job_name)
+    answer = client.lambda_.invoke("tracker", event).payload
+    assert answer["published"] >= 1
+    assert harness.rt.store.get_stage("run-track", "qc").status.value == "SUCCEEDED"
+    # A duplicate delivery changes nothing.
+    again = client.lambda_.invoke("tracker", event).payload
+    assert again == {"published": 0, "submitted": [], "resumed": 0}
+    stage_events = [e for e in harness.bus_events(1) if e["detail-type"] == "Pipeline Stage State Change"]
+    assert stage_events and stage_events[0]["detail"]["runId"] == "run-track"
+
+
+def test_api_lists_and_describes_runs(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-api")
+    listed = client.http.get("/runs").json_body
+    assert [r["runId"] for r in listed["runs"]] == ["run-api"]
+    described = client.http.get("/runs/run-api").json_body
+    assert described["runId"] == "run-api" and described["status"] == "RUNNING"
+    assert client.http.get("/runs/nope").status_code == 404
+    bad = client.http.post("/runs", headers={"content-type": "application/json"}, body=json.dumps({"items": "ftp://x"}))
+    assert bad.status_code == 400 and "$.items" in bad.json_body["Message"]
