@@ -151,7 +151,13 @@ class SqliteRunStore:
     def put_job(self, job: JobRecord) -> None:
         with self._write() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                # An upsert, not REPLACE, keeps the row (and so submission order) in place.
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(run_id, key) DO UPDATE SET stage=excluded.stage, job_id=excluded.job_id,"
+                " job_name=excluded.job_name, offset=excluded.offset, size=excluded.size,"
+                " is_array=excluded.is_array, is_barrier=excluded.is_barrier, status=excluded.status,"
+                " status_reason=excluded.status_reason, started_at=excluded.started_at,"
+                " stopped_at=excluded.stopped_at",
                 (
                     job.run_id, job.key, job.stage, job.job_id, job.job_name, job.offset,
                     job.size, int(job.is_array), int(job.is_barrier), job.status,
@@ -202,7 +208,10 @@ class SqliteRunStore:
     def put_stage(self, stage: StageRecord) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?,?,?,?)",
+                # An upsert keeps the stage's row, so stages list in the order they were planned.
+                "INSERT INTO stages VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(run_id, stage) DO UPDATE SET"
+                " status=excluded.status, items=excluded.items, counts=excluded.counts,"
+                " started_at=excluded.started_at, ended_at=excluded.ended_at, deferred=excluded.deferred",
                 (
                     stage.run_id, stage.stage, stage.status.value, stage.items,
                     json.dumps(stage.counts), stage.started_at, stage.ended_at,

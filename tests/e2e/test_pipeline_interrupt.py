@@ -100,3 +100,37 @@ def test_ctrl_c_terminates_outstanding_jobs_and_exits_130(tmp_path: Path, served
     children = _post(served, "listjobs", {"arrayJobId": parent["jobId"], "jobStatus": "FAILED"})["jobSummaryList"]
     assert len(children) == 3
     assert {c["statusReason"] for c in children} == {"interrupted by the user (Ctrl-C)"}
+
+
+QUICK = f"""name: quick
+stages:
+  - name: a
+    build: {TOOLS}
+    compute: on-demand
+    resources: {{vcpus: 1, memory: 64}}
+    command: [python, -m, tool, copy, --key, "{{key}}", --out, "{{out}}", "{{item}}"]
+    foreach: item
+  - name: c
+    build: {TOOLS}
+    compute: on-demand
+    resources: {{vcpus: 1, memory: 64}}
+    command: [python, -m, tool, gather, --out, "{{out}}", "{{a}}"]
+    after: [a]
+"""
+
+
+def test_run_over_endpoint_url_follows_the_engine_event_feed_to_success(tmp_path: Path, served: str) -> None:
+    items = tmp_path / "items"
+    items.mkdir()
+    for name in ("s0.txt", "s1.txt"):
+        (items / name).write_text(name)
+    spec = tmp_path / "quick.yaml"
+    spec.write_text(QUICK)
+    data = tmp_path / "client"
+    done = subprocess.run(
+        [sys.executable, "-m", "chalicelib.cli", "run", str(spec), "--items", str(items), "--data-dir", str(data),
+         "--endpoint-url", served, "--run-id", "quick1", "--no-progress"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (data / "runs" / "quick1" / "c" / "all.txt").read_text().splitlines() == ["s0:s0.txt", "s1:s1.txt"]

@@ -130,3 +130,11 @@ def test_concurrent_advances_from_threads_apply_once(store: SqliteRunStore) -> N
     for thread in threads:
         thread.join()
     assert wins.count(True) == 1
+
+
+def test_stages_keep_their_planned_order_when_updated(store: SqliteRunStore) -> None:
+    for name in ("a", "b", "c"):
+        store.put_stage(StageRecord(run_id="r1", stage=name, status=StageStatus.SUBMITTED, items=1))
+    store.put_stage(StageRecord(run_id="r1", stage="a", status=StageStatus.SUCCEEDED, items=1))
+    assert [s.stage for s in store.list_stages("r1")] == ["a", "b", "c"]
+    assert store.get_stage("r1", "a").status is StageStatus.SUCCEEDED
