@@ -174,7 +174,9 @@ def align_pairs(reference: Path, r1: Path, r2: Path, unsorted: Path, sample: str
         builder = RecordBuilder(bam.header, sample)
         with pysam.FastxFile(str(r1)) as first, pysam.FastxFile(str(r2)) as second:
             for one, two in zip(first, second):
-                reads = (Read(one.name, one.sequence, one.quality), Read(two.name, two.sequence, two.quality))
+                # qc has checked every record has a sequence and an equally long quality.
+                reads = (Read(one.name or "", one.sequence or "", one.quality or ""),
+                         Read(two.name or "", two.sequence or "", two.quality or ""))
                 hits = primary_hits(aligner.map(one.sequence, two.sequence))
                 records = builder.pair(reads, hits)
                 for record in records:

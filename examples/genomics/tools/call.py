@@ -30,10 +30,10 @@ def count_variants(vcf: Path) -> dict[str, int]:
     with pysam.VariantFile(str(vcf)) as calls:
         for record in calls:
             counts["records"] += 1
-            alts = record.alts or ()
-            if all(len(alt) == len(record.ref) == 1 for alt in alts):
+            alts, ref = record.alts or (), record.ref or ""
+            if all(len(alt) == len(ref) == 1 for alt in alts):
                 counts["snps"] += 1
-            elif all(len(alt) != len(record.ref) for alt in alts):
+            elif all(len(alt) != len(ref) for alt in alts):
                 counts["indels"] += 1
             else:
                 counts["other"] += 1

@@ -65,7 +65,7 @@ def genotypes(vcf: Path) -> dict[str, dict[Key, str]]:
         for record in records:
             if not record.alts or record.alts[0] in ("*", "<*>"):
                 continue
-            key = (record.chrom, record.pos, record.ref, record.alts[0])
+            key = (record.chrom, record.pos, record.ref or "", record.alts[0])
             for name in names:
                 alleles = [a for a in (record.samples[name].get("GT") or ()) if a is not None]
                 carried = sum(1 for a in alleles if a == 1)

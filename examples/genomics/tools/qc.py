@@ -112,13 +112,13 @@ def summarise_pair(r1: Path, r2: Path) -> tuple[MateSummary, MateSummary]:
                 number += 1
                 check_record(r1, number, one)
                 check_record(r2, number, two)
-                if mate_name(one.name) != mate_name(two.name):
+                if mate_name(one.name or "") != mate_name(two.name or ""):
                     raise ToolError(
                         f"R1 and R2 out of step at record {number}: {one.name!r} in {r1.name} "
                         f"but {two.name!r} in {r2.name}"
                     )
-                mates[0].add(one.sequence, one.quality)
-                mates[1].add(two.sequence, two.quality)
+                mates[0].add(one.sequence or "", one.quality or "")  # both checked non-empty above
+                mates[1].add(two.sequence or "", two.quality or "")
     except ValueError as err:
         # FastxFile's message for a cut-off gzip stream or record; say which pair and how far it got.
         # pysam names the file by its full scratch path; the file name is what the user knows.

@@ -21,13 +21,13 @@ def chain(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
              for line in (small_dataset / "items.tsv").read_text().splitlines() if not line.startswith("#")}
     for sample in SAMPLES:
         # The commands pipeline.yaml gives, with {item} = the item's files from the manifest.
-        steps = [
+        steps: list[tuple[str | Path, ...]] = [
             ("qc", *items[sample], out / "qc" / sample),
             ("align", *items[sample], out / "align" / sample, "--qc", out / "qc" / sample),
             ("call", out / "align" / sample, out / "call" / sample, "--reference", *items[sample]),
         ]
         for module, *args in steps:
-            result = run_tool(module, *args)
+            result = run_tool(str(module), *args)
             assert result.returncode == 0, f"{module} {sample}: {result.stderr}"
     result = run_tool("joint", out / "joint", *(out / "call" / s for s in SAMPLES))
     assert result.returncode == 0, result.stderr
@@ -44,8 +44,9 @@ def test_bam_is_sorted_indexed_paired_and_read_grouped(chain: Path) -> None:
     bam_path = chain / "align" / "S01" / "S01.bam"
     assert (chain / "align" / "S01" / "S01.bam.bai").is_file()
     with pysam.AlignmentFile(str(bam_path)) as bam:
-        assert bam.header["HD"]["SO"] == "coordinate"
-        assert bam.header["RG"] == [{"ID": "S01", "SM": "S01", "LB": "S01", "PL": "ILLUMINA"}]
+        header = bam.header.to_dict()
+        assert header["HD"]["SO"] == "coordinate"
+        assert header["RG"] == [{"ID": "S01", "SM": "S01", "LB": "S01", "PL": "ILLUMINA"}]
         records = list(bam.fetch("chr1", 5_000, 6_000))
     assert records and all(r.is_paired and r.get_tag("RG") == "S01" for r in records)
     proper = [r for r in records if r.is_proper_pair]
