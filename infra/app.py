@@ -87,8 +87,19 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
     return app
 
 
+def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
+    """The ``context`` of cdk.json: defaults when the app runs without the CDK CLI."""
+    try:
+        return dict(json.loads(path.read_text()).get("context", {}))
+    except FileNotFoundError:
+        return {}
+
+
 def main() -> None:
-    build_app().synth()
+    # Under the CDK CLI, cdk.json's context already arrives through CDK_CONTEXT_JSON (and
+    # wins, as does -c); run directly (`python -m infra.app`), cdk.json still applies.
+    cli_context = json.loads(os.environ.get("CDK_CONTEXT_JSON") or "{}")
+    build_app({**cdk_json_context(), **cli_context}).synth()
 
 
 if __name__ == "__main__":

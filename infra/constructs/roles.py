@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -30,7 +30,16 @@ def logical_ref(construct: Construct) -> str:
     return "<" + Stack.of(construct).resolve(default_child.logical_id) + ".Arn>"  # type: ignore[attr-defined]
 
 
-ARN_PREFIX = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>:"
+def arn_prefix(scope: Construct, service: str) -> str:
+    """How cdk-nag spells ``arn:<partition>:<service>:<region>:<account>:`` in finding ids.
+
+    Region and account appear literally when the stack's environment resolves them (the
+    CDK CLI sets CDK_DEFAULT_REGION) and as ``<AWS::Region>``-style references otherwise.
+    """
+    stack = Stack.of(scope)
+    region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+    account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+    return f"arn:<AWS::Partition>:{service}:{region}:{account}:"
 
 
 def _lambda_basics(scope: Construct, role: iam.Role, name_prefix: str) -> None:
@@ -95,7 +104,7 @@ class PipelineRoles(Construct):
     def acknowledge(self, *, pipeline: str, stack_name: str, state_machine: str,
                     definition_names: Sequence[str]) -> None:
         """Justifications for the wildcard findings these roles produce, made where they arise."""
-        batch = ARN_PREFIX.format(service="batch")
+        batch = arn_prefix(self, "batch")
         acknowledge_wildcards(
             self.runtime,
             [batch + f"job-definition/{name}:*" for name in definition_names],
@@ -103,7 +112,7 @@ class PipelineRoles(Construct):
         )
         acknowledge_wildcards(
             self.runtime,
-            [ARN_PREFIX.format(service="states") + f"execution:{state_machine}:*"],
+            [arn_prefix(self, "states") + f"execution:{state_machine}:*"],
             "Executions of this stack's own state machine (describe/stop by execution ARN).",
         )
         acknowledge_wildcards(
@@ -118,6 +127,6 @@ class PipelineRoles(Construct):
         for role in (self.runtime, self.release):
             acknowledge_wildcards(
                 role,
-                [ARN_PREFIX.format(service="logs") + f"log-group:/aws/lambda/{stack_name}*"],
+                [arn_prefix(self, "logs") + f"log-group:/aws/lambda/{stack_name}*"],
                 "Log groups of this stack's own Lambda functions (their names start with the stack name).",
             )

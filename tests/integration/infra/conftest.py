@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,22 @@ class Synth:
     assertions: dict[str, object]  # stack name -> aws_cdk.assertions.Template
 
 
+@contextmanager
+def synth_environment(workdir: Path, *, region: str | None) -> Iterator[None]:
+    """cwd = ``workdir`` (the Chalice construct writes ./chalice.out) and CDK_DEFAULT_REGION set or not."""
+    previous_cwd, previous_region = os.getcwd(), os.environ.pop("CDK_DEFAULT_REGION", None)
+    if region:
+        os.environ["CDK_DEFAULT_REGION"] = region
+    os.chdir(workdir)
+    try:
+        yield
+    finally:
+        os.chdir(previous_cwd)
+        os.environ.pop("CDK_DEFAULT_REGION", None)
+        if previous_region is not None:
+            os.environ["CDK_DEFAULT_REGION"] = previous_region
+
+
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     from aws_cdk import assertions
@@ -27,14 +45,10 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     from infra.app import build_app
 
     work = tmp_path_factory.mktemp("cdk")
-    previous = os.getcwd()
-    # The Chalice construct writes its package under ./chalice.out: keep it out of the repo.
-    os.chdir(work)
-    try:
+    # As under `cdk synth` with a configured region (the CLI sets CDK_DEFAULT_REGION).
+    with synth_environment(work, region="us-east-1"):
         app = build_app({"conveyor:pipelines": [str(SPEC)]}, outdir=str(work / "cdk.out"))
         assembly = app.synth()  # raises if any cdk-nag AwsSolutions finding is unacknowledged
-    finally:
-        os.chdir(previous)
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
     return Synth(
         outdir=work / "cdk.out",
