@@ -250,7 +250,7 @@ class ResourceOperations:
                                   "parameters": v.as_str_map(body.get("parameters") or {}, "parameters"),
                                   "tags": v.tags(body.get("tags") or {}),
                                   "propagateTags": v.as_bool(body.get("propagateTags", False), "propagateTags"),
-                                  "platformCapabilities": body.get("platformCapabilities") or ["EC2"]}
+                                  "platformCapabilities": self._platforms(body.get("platformCapabilities"))}
         strategy = shapes.retry_strategy(body.get("retryStrategy"))
         if strategy:
             stored["retryStrategy"] = strategy
@@ -267,6 +267,11 @@ class ResourceOperations:
         revisions.append(jd)
         self.s.store.save_job_definition(jd)
         return {"jobDefinitionName": name, "jobDefinitionArn": jd.arn, "revision": revision}
+
+    @staticmethod
+    def _platforms(value: Any) -> list[str]:
+        items = v.as_list(value if value is not None else ["EC2"], "platformCapabilities", max_items=1)
+        return [v.as_enum(item, f"platformCapabilities[{i}]", ("EC2", "FARGATE")) for i, item in enumerate(items)]
 
     def describe_job_definitions(self, body: dict[str, Any]) -> dict[str, Any]:
         refs = v.as_list(body.get("jobDefinitions") or [], "jobDefinitions", max_items=100)

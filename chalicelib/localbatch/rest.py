@@ -41,6 +41,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle()
 
+    # Other methods get the same 400 ClientException as unknown paths, not the stdlib's 501 page.
+    do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_DELETE
+
     def _handle(self) -> None:
         try:
             status, payload, content_type = self._route()
@@ -67,9 +70,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
+        header = (self.headers.get("Content-Length") or "0").strip()
+        if not header.isdigit():
+            self.close_connection = True
+            raise ClientException(f"Content-Length: expected a number of bytes, got {header[:40]!r}")
+        length = int(header)
         if length > MAX_BODY:
-            self.rfile.read(length)
+            self.close_connection = True  # the unread body must not be parsed as the next request
             raise ClientException(f"request body: at most {MAX_BODY} bytes, got {length}")
         raw = self.rfile.read(length) if length else b""
         if not raw.strip():
@@ -85,7 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if url.path.startswith("/v1/tags/"):
             arn = unquote(url.path[len("/v1/tags/"):])
-            operation = _TAG_METHODS[self.command]
+            operation = _TAG_METHODS.get(self.command)
+            if operation is None:
+                raise ClientException(f"{self.command} {url.path}: tags take GET, POST or DELETE")
             request = dict(body) if isinstance(body, dict) else {}
             request["resourceArn"] = arn
             if operation == "UntagResource":
