@@ -13,12 +13,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from chalicelib.commands.engine_access import DirectReader
 from chalicelib.commands.pipeline_runtime import RUNS_DB, LocalRuntime, open_in_process, open_remote
 from chalicelib.commands.progress import RunProgress
 from chalicelib.commands.run_summary import format_duration, print_summary
@@ -190,6 +192,14 @@ def _open_store(args: argparse.Namespace) -> SqliteRunStore | None:
     return SqliteRunStore(path)
 
 
+def _log_reader(data_dir: Path) -> Callable[[str], str] | None:
+    """Reads job logs straight from the engine state in ``data_dir`` (None when there is none)."""
+    if not (data_dir / "state.sqlite3").exists():
+        return None
+    reader = DirectReader(data_dir)
+    return lambda job_id: reader.log(job_id, None)
+
+
 def handle_runs(args: argparse.Namespace) -> int:
     store = _open_store(args)
     if store is None:
@@ -219,5 +229,5 @@ def handle_run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view.to_dict(), indent=2))
     else:
-        print_summary(Console(), view.run, view.stages, None)
+        print_summary(Console(), view.run, view.stages, _log_reader(Path(args.data_dir)))
     return 0 if view.run.status.value in ("SUCCEEDED", "RUNNING", "SUBMITTING") else 1

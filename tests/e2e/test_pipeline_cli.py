@@ -72,6 +72,8 @@ def test_failed_run_exits_1_with_item_reason_and_log_tail_then_rerun_takes_faile
     runs = capsys.readouterr().out
     assert runs.count("cli-") == 1  # the re-run got a fresh id
     assert main(["run-status", "bad1", "--data-dir", str(data)]) == 1
+    status = capsys.readouterr().out
+    assert "stage a, item 's1'" in status and "failing on purpose for s1" in status
 
 
 def test_bad_spec_is_reported_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
