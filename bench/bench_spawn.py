@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import queue
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chalicelib.localbatch.executor import ExitInfo, LaunchRequest, ProcessExecutor  # noqa: E402
 
 SLOTS = 2
+LEFTOVERS: list[str] = []
 RESULTS = Path(__file__).resolve().parent / "results" / "spawn.json"
 
 
@@ -102,7 +104,15 @@ def run_executor(jobs: int, memory_mib: int, launchers: int = 1) -> float:
         return elapsed
     finally:
         executor.close()
-        shutil.rmtree(root, ignore_errors=True)
+        # Deleted after all runs: on this host's ext4 (mounted with `discard`) a big
+        # delete slows the file creations of the next run.
+        LEFTOVERS.append(root)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -119,9 +129,12 @@ def main() -> None:
         "executor_2_launchers": lambda: run_executor(args.jobs, memory_mib=0, launchers=2),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.runs):  # interleaved so drift hits all variants alike
         for name, run in variants.items():
+            before = cpu_seconds()
             samples[name].append(run())
+            cpu[name].append(cpu_seconds() - before)
 
     medians = {name: statistics.median(values) for name, values in samples.items()}
     result = {
@@ -131,6 +144,9 @@ def main() -> None:
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
         "samples_s": samples,
         "median_s": medians,
+        # CPU seconds (this process + its children): overhead that wall time on a
+        # shared, loaded host hides or exaggerates.
+        "median_cpu_s": {name: statistics.median(values) for name, values in cpu.items()},
         "ratio_executor_vs_baseline": medians["executor"] / medians["baseline"],
         "ratio_executor_memlimit_vs_baseline": medians["executor_memlimit"] / medians["baseline"],
         "ratio_executor_2_launchers_vs_baseline": medians["executor_2_launchers"] / medians["baseline"],
@@ -138,10 +154,13 @@ def main() -> None:
         "load_average_before_after": [load_before, os.getloadavg()],
         "rate_per_s": {name: args.jobs / value for name, value in medians.items()},
     }
+    for root in LEFTOVERS:
+        shutil.rmtree(root, ignore_errors=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     for name, value in medians.items():
-        print(f"{name:22s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)")
+        print(f"{name:22s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)  "
+              f"cpu {result['median_cpu_s'][name]:6.3f} s")
     for name in medians:
         if name != "baseline":
             print(f"ratio {name}/baseline {medians[name] / medians['baseline']:.2f}")

@@ -24,6 +24,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,8 +75,19 @@ def build_run_argv(request: LaunchRequest, token: str, *, docker: str = "docker"
     if request.gpu_ids:
         # The CLI parses --gpus as CSV, so a device list needs literal quotes.
         argv += ["--gpus", '"device=' + ",".join(str(gpu) for gpu in request.gpu_ids) + '"']
-    argv += ["-v", f"{request.workdir}:{SCRATCH}", "-w", SCRATCH, str(request.image), *request.argv]
+    argv += ["--mount", bind_mount(request.workdir, SCRATCH), "-w", SCRATCH, str(request.image), *request.argv]
     return argv
+
+
+def bind_mount(source: str, target: str) -> str:
+    """A ``--mount`` bind spec; unlike ``-v``, a ':' in the host path is fine.
+
+    The value is parsed as CSV, so a field holding ',' or '"' is quoted.
+    """
+    field = f"source={source}"
+    if "," in field or '"' in field:
+        field = '"' + field.replace('"', '""') + '"'
+    return f"type=bind,{field},target={target}"
 
 
 def docker_error_line(log_tail: str) -> str:
@@ -192,6 +204,10 @@ class DockerExecutor:
         with self._lock:
             return [*self._containers, *self._local.running()]
 
+    def running_containers(self) -> list[str]:
+        with self._lock:
+            return list(self._containers)
+
     def kill_orphans(self) -> list[str]:
         """Kills orphan processes (local jobs, old docker clients), then removes our containers."""
         keys = set(self._local.kill_orphans())
@@ -214,6 +230,9 @@ class DockerExecutor:
             names = [record.name for record in self._containers.values()]
         if names:
             self._docker_cmd("rm", "-f", *names, timeout=60)
+        deadline = time.monotonic() + 10.0
+        while self.running_containers() and time.monotonic() < deadline:
+            time.sleep(0.05)  # let the reaper and finishers report the removed containers
         self._local.close()
         self._reaper.close()
         self._finishers.shutdown(wait=True)

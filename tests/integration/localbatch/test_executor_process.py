@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,6 +245,29 @@ def test_300_true_processes_on_2_slots_all_report(harness: Harness) -> None:
             launched += 1
     assert harness.exits.empty()
     assert harness.executor.running() == []
+
+
+def test_concurrent_launches_from_two_threads_all_report(harness: Harness) -> None:
+    # The engine launches from several launcher threads at once.
+    per_thread = 100
+    errors: list[BaseException] = []
+
+    def launch_many(prefix: str) -> None:
+        try:
+            for index in range(per_thread):
+                harness.executor.launch(harness.request(f"{prefix}:{index}#1", "true"))
+        except BaseException as err:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=launch_many, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    keys = {harness.next_exit().attempt_key for _ in range(2 * per_thread)}
+    assert len(keys) == 2 * per_thread
+    assert harness.exits.empty()
 
 
 def test_close_kills_running_attempts_and_reports_them(tmp_path: Path) -> None:

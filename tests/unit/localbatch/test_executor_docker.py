@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from chalicelib.localbatch.docker_executor import (
-    build_run_argv, container_name, docker_error_line, interpret_exit,
+    bind_mount, build_run_argv, container_name, docker_error_line, interpret_exit,
 )
 from chalicelib.localbatch.executor import OOM_REASON, LaunchRequest
 
@@ -48,7 +48,7 @@ def test_run_argv_carries_limits_env_labels_scratch_and_command() -> None:
     assert "--memory 2048m --memory-swap 2048m" in joined
     assert "--cpus 1.5" in joined
     assert argv[argv.index("--gpus") + 1] == '"device=1,3"'
-    assert "-v /data/work/3f2a/2:/scratch -w /scratch" in joined
+    assert "--mount type=bind,source=/data/work/3f2a/2,target=/scratch -w /scratch" in joined
     image_at = argv.index("public.ecr.aws/docker/library/python:3.11")
     assert argv[image_at + 1 :] == ["python", "-c", "print(1)"]
 
@@ -61,6 +61,11 @@ def test_no_memory_limit_and_no_gpus_leave_their_flags_out() -> None:
     argv = build_run_argv(make_request(memory_mib=0, gpu_ids=()), "tok")
     assert "--memory" not in argv
     assert "--gpus" not in argv
+
+
+def test_bind_mount_quotes_commas_and_keeps_colons() -> None:
+    assert bind_mount("/w/job:1/2", "/scratch") == "type=bind,source=/w/job:1/2,target=/scratch"
+    assert bind_mount('/w/a,b"c', "/scratch") == 'type=bind,"source=/w/a,b""c",target=/scratch'
 
 
 def test_oom_killed_state_wins() -> None:
