@@ -82,18 +82,27 @@ class Tracker:
                 self._on_child(parent_id, child_index, detail, outcome)
                 return outcome
             job = self._store.find_job(str(detail.get("jobId", "")))
+            if job is None:
+                return outcome
             status = str(detail.get("status", ""))
-            if job is None or not self._store.advance_job(
+            ends = status in TERMINAL_BATCH_STATUSES
+            if ends and job.status not in TERMINAL_BATCH_STATUSES and not job.is_barrier:
+                # Item results are stored before the job's own status moves, so a handler that
+                # dies in between is completed by the redelivered event (results never regress).
+                self._store.put_item_results(self._job_results(job, detail))
+            advanced = self._store.advance_job(
                 job.job_id, status, reason=str(detail.get("statusReason", "")),
                 started_at=detail.get("startedAt"), stopped_at=detail.get("stoppedAt"),
-            ):
+            )
+            if not advanced:
+                if ends and job.status in TERMINAL_BATCH_STATUSES:
+                    # A redelivered end: make sure what it should have caused happened.
+                    self.settle(job.run_id, outcome)
                 return outcome
             ctx = self._context(job.run_id)
             if status in ("STARTING", "RUNNING") and not job.is_barrier:
                 self._mark_stage_running(ctx, job.stage, outcome)
-            if status in TERMINAL_BATCH_STATUSES:
-                if not job.is_barrier:
-                    self._store.put_item_results(self._job_results(job, detail))
+            if ends:
                 self.settle(ctx.run.run_id, outcome)
             return outcome
 

@@ -170,3 +170,35 @@ def test_reconcile_feeds_describe_jobs_state_through_the_tracker(env: Env) -> No
     outcome = env.tracker.reconcile("r1")
     assert outcome.run_finished
     assert env.store.get_run("r1").status.value == "SUCCEEDED"
+
+
+def test_a_handler_that_dies_mid_event_is_completed_by_the_redelivered_event(env: Env) -> None:
+    class Died(Exception):
+        pass
+
+    real_advance = env.store.advance_job
+    calls = {"n": 0}
+
+    def advance_once_dies(job_id: str, status: str, **kwargs: Any) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Died()
+        return real_advance(job_id, status, **kwargs)
+
+    a = env.job_id("a")
+    env.batch.child_status[a] = {2: ("FAILED", "Essential container in task exited")}
+    env.store.advance_job = advance_once_dies  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        env.tracker.handle(env.event(a, "FAILED"))
+    env.tracker.handle(env.event(a, "FAILED"))  # EventBridge/Lambda redelivery
+    stage = env.store.get_stage("r1", "a")
+    assert stage.status.value == "FAILED" and stage.counts == {"SUCCEEDED": 2, "FAILED": 1}
+
+
+def test_a_redelivered_end_settles_a_stage_left_unsettled(env: Env) -> None:
+    a = env.job_id("a")
+    env.store.put_item_results(env.tracker._job_results(env.store.get_job("r1", "a"), {"status": "SUCCEEDED"}))
+    env.store.advance_job(a, "SUCCEEDED")  # recorded, but the process died before settling
+    assert env.store.get_stage("r1", "a").status.value == "SUBMITTED"
+    env.tracker.handle(env.event(a, "SUCCEEDED"))
+    assert env.store.get_stage("r1", "a").status.value == "SUCCEEDED"
