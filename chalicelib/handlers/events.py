@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from chalice import Blueprint
 
 from chalicelib.handlers import run_tasks
-from chalicelib.handlers.workflow import runtime, load_document
+from chalicelib.handlers.workflow import load_document, runtime
 from chalicelib.observability import logger, tracer
 from chalicelib.pipeline.events import BATCH_DETAIL_TYPE
+from chalicelib.pipeline.objectstore import join_uri
 from chalicelib.pipeline.ports import RunRequest
 from chalicelib.pipeline.service import epoch_ms, new_run_id
-from chalicelib.pipeline.objectstore import join_uri
 from chalicelib.pipeline.trigger import objects_from_event, start_run_for_object
 
 blueprint = Blueprint(__name__)
@@ -44,11 +45,12 @@ def trigger(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def tracker(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Batch job state changes feed the tracker; finished stages resume their waits."""
     rt = runtime()
-    if event.get("detail-type") == QUEUE_BLOCKED:
+    parsed = EventBridgeEvent(event)
+    if parsed.detail_type == QUEUE_BLOCKED:
         return {"failed": _fail_blocked(event)}
-    if event.get("detail-type") != BATCH_DETAIL_TYPE:
-        return {"ignored": event.get("detail-type")}
-    job = rt.store.find_job(str(event.get("detail", {}).get("jobId", "")))
+    if parsed.detail_type != BATCH_DETAIL_TYPE:
+        return {"ignored": parsed.detail_type}
+    job = rt.store.find_job(str(parsed.detail.get("jobId", "")))
     outcome = rt.tracker().handle(event)
     for token, result in outcome.resumes:
         run_tasks.resume(rt, job.run_id if job else "", token, result)
@@ -78,7 +80,7 @@ def _fail_blocked(event: dict[str, Any]) -> list[str]:
 @tracer.capture_lambda_handler
 def execution_ended(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A failed, timed-out or stopped execution (Catch does not see stops): terminate its jobs."""
-    detail = event.get("detail", {})
+    detail = EventBridgeEvent(event).detail
     run_id = str(detail.get("name", ""))  # the execution name is the run id
     reason = f"execution {detail.get('status', 'ended')}: {detail.get('error') or ''} {detail.get('cause') or ''}"
     terminated = run_tasks.end_run(runtime(), run_id, reason.strip())

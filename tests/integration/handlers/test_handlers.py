@@ -93,6 +93,7 @@ def test_batch_event_advances_the_run_and_publishes_stage_events(env) -> None:
     assert stage_events and stage_events[0]["detail"]["runId"] == "run-track"
 
 
+@pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")
 def test_api_lists_and_describes_runs(env) -> None:
     harness, _, client = env
     _planned_and_submitted(harness, "run-api")
