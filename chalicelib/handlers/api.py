@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import BadRequestError, Blueprint, ConflictError, IAMAuthorizer, NotFoundError
+from chalice.app import (
+    BadRequestError,
+    Blueprint,
+    ConflictError,
+    IAMAuthorizer,
+    NotFoundError,
+)
 
-from chalicelib.handlers.workflow import InputError, load_document, run_request, runtime, validate_input
+from chalicelib.handlers.workflow import (
+    InputError,
+    load_document,
+    run_request,
+    runtime,
+    validate_input,
+)
 from chalicelib.pipeline import service
 from chalicelib.pipeline.errors import PipelineError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
-from chalice import Blueprint
+from chalice.app import Blueprint
 
 from chalicelib.handlers import run_tasks
 from chalicelib.handlers.workflow import load_document, runtime

@@ -6,7 +6,7 @@ import json
 import urllib.request
 from typing import Any
 
-from chalice import Blueprint
+from chalice.app import Blueprint
 
 from chalicelib import aws
 from chalicelib.observability import logger
@@ -34,7 +34,7 @@ def _respond(event: dict[str, Any], status: str, physical_id: str, data: dict[st
     ).encode()
     # The pre-signed S3 URL CloudFormation waits on; an empty content type is what it signs.
     request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT", headers={"Content-Type": ""})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (URL from CloudFormation)
+    with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
 
 
@@ -44,7 +44,7 @@ def release(event: dict[str, Any], context: Any) -> dict[str, Any]:
     physical_id = event.get("PhysicalResourceId") or "conveyor-release"
     try:
         physical_id, data = handle_release_event(event, ecr=aws.client("ecr"), stack_status=_stack_status)
-    except Exception as err:  # process edge: CloudFormation must always get an answer
+    except Exception as err:  # noqa: BLE001 - process edge: CloudFormation must always get an answer
         logger.exception("release refused or failed")
         _respond(event, "FAILED", physical_id, {}, str(err))
         return {"Status": "FAILED", "Reason": str(err)}

@@ -7,7 +7,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.handlers.workflow import AwsRuntime, load_document, run_request, validate_input
+from chalicelib.handlers.workflow import (
+    AwsRuntime,
+    load_document,
+    run_request,
+    validate_input,
+)
 from chalicelib.observability import logger
 from chalicelib.pipeline import service
 from chalicelib.pipeline.errors import PipelineError
@@ -43,7 +48,7 @@ def plan(rt: AwsRuntime, event: dict[str, Any]) -> dict[str, Any]:
     payload = validate_input(event.get("input") or {})
     request = run_request(rt, payload, str(event.get("execution", "")), load_document(rt))
     # The service's run creation without its submission: Submit is its own task.
-    run = rt.store.get_run(request.run_id) or service._create_run(rt.ports(), request)  # noqa: SLF001
+    run = rt.store.get_run(request.run_id) or service._create_run(rt.ports(), request)
     ctx = from_record(run)
     stages = [{"name": name, "timeoutSeconds": wait_timeout(ctx.spec, name)} for name in ctx.plan.stage_order]
     return {"runId": run.run_id, "stages": stages}

@@ -24,7 +24,7 @@ from chalicelib.pipeline.tracker import Tracker
 from chalicelib.settings import Settings, get_settings
 
 INPUT_SCHEMA = json.loads((Path(__file__).with_name("pipeline_input.schema.json")).read_text())
-BASE_DIR = "/tmp"  # noqa: S108 - no build folders on Lambda; see deployed_document
+BASE_DIR = "/tmp"
 
 
 class InputError(ValueError):

@@ -41,7 +41,7 @@ _TERMINAL_RUN = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 
 
 def _is_conditional_failure(err: ClientError) -> bool:
-    return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return bool(err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
 def _rank(status: str) -> int:
@@ -62,7 +62,8 @@ class DynamoRunStore:
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         item = self._db.get_item(TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True)
-        return item.get("Item")
+        found: dict[str, Any] | None = item.get("Item")
+        return found
 
     def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

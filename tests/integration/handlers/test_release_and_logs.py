@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -64,9 +64,9 @@ def test_downgrade_refused_unless_forced_or_rolling_back(ecr) -> None:
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    bodies: list[dict[str, Any]] = []
+    bodies: ClassVar[list[dict[str, Any]]] = []
 
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+    def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])
         _Recorder.bodies.append(json.loads(self.rfile.read(length)))
         self.send_response(200)

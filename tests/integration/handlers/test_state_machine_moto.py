@@ -7,7 +7,12 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
-from tests.integration.handlers.sfn_harness import MOTO_CONFIG, Harness, build, put_manifest
+from tests.integration.handlers.sfn_harness import (
+    MOTO_CONFIG,
+    Harness,
+    build,
+    put_manifest,
+)
 
 STAGES = ("qc", "align", "joint")
 
@@ -20,7 +25,7 @@ def harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
 
 def _succeed_all(h: Harness, run_id: str, items: int) -> None:
     for stage in STAGES:
-        h.wait_for(lambda: h.token_stored(run_id, stage), f"{stage}'s wait to store its token")
+        h.wait_for(lambda stage=stage: h.token_stored(run_id, stage), f"{stage}'s wait to store its token")
         h.end_stage(run_id, stage, "SUCCEEDED", {"SUCCEEDED": items})
 
 
@@ -54,7 +59,7 @@ def test_a_stage_that_ended_before_its_wait_began_is_not_lost(harness: Harness) 
     harness.end_stage("run-early", "qc", "SUCCEEDED", {"SUCCEEDED": 10})
     arn = harness.start("run-early", put_manifest(harness.rt, "early", 10))
     for stage in STAGES[1:]:
-        harness.wait_for(lambda: harness.token_stored("run-early", stage), f"{stage}'s wait")
+        harness.wait_for(lambda stage=stage: harness.token_stored("run-early", stage), f"{stage}'s wait")
         harness.end_stage("run-early", stage, "SUCCEEDED", {"SUCCEEDED": 10})
     assert harness.finished(arn)["status"] == "SUCCEEDED"
 

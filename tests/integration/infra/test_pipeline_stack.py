@@ -74,7 +74,7 @@ def test_release_guard_carries_version_and_images(synth):
          "Images": [Match.object_like({"Name": "Image0"})]},
     )
     tags = synth.templates[PIPELINE_STACK]["Resources"]
-    tagged = [r for r in tags.values() if r["Type"] == "AWS::DynamoDB::Table"][0]["Properties"]["Tags"]
+    tagged = next(r for r in tags.values() if r["Type"] == "AWS::DynamoDB::Table")["Properties"]["Tags"]
     assert {"Key": "conveyor:version", "Value": __version__} in tagged
 
 
