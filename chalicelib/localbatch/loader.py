@@ -18,6 +18,7 @@ def load_state(scheduler: Scheduler, store: Store) -> list[Job]:
     subs = {sub.job_id: sub for sub in store.load_submissions()}
     lost: list[Job] = []
     pending: list[Job] = []
+    spawning: list[Job] = []
     for job_id, parent_id, index, status, state in store.load_jobs():
         sub = subs[job_id if parent_id is None else parent_id]
         job = Job(job_id=job_id, sub=sub, index=index, status=JobStatus(status), created_at=state["created_at"])
@@ -37,12 +38,20 @@ def load_state(scheduler: Scheduler, store: Store) -> list[Job]:
             parent.summary[status] += 1
         if job.status is JobStatus.SUBMITTED:
             scheduler.admissions.append(job)
+        elif job.status is JobStatus.PENDING and job.is_parent:
+            # Its children may be half spawned (big arrays spawn over several ticks): resume,
+            # in submission order, ahead of later submissions that may depend on them.
+            scheduler.admissions.append(job)
+            spawning.append(job)
         elif job.status is JobStatus.PENDING and not job.is_parent:
             pending.append(job)
         elif job.status is JobStatus.RUNNABLE:
             scheduler.requeue(job)
         elif job.status in (JobStatus.STARTING, JobStatus.RUNNING):
             lost.append(job)
+    for parent in spawning:
+        if parent.summary is not None:  # children not created yet count as PENDING
+            parent.summary["PENDING"] += (parent.sub.array_size or 0) - len(parent.children or [])
     for job in pending:
         scheduler.rewire(job)
     return lost

@@ -595,3 +595,27 @@ def test_terminating_an_array_while_it_is_still_spawning(rig: Rig) -> None:
     assert detail["arrayProperties"]["statusSummary"]["FAILED"] == 10_000
     assert rig.job(f"{parent}:9999")["isTerminated"] is True
     assert len(rig.ex.order) <= 2
+
+
+def test_restart_while_an_array_is_half_spawned_finishes_spawning(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path / "engine")
+    rig.register()
+    parent = rig.submit("big", arrayProperties={"size": 5000})
+    rig.tick(1)  # some children exist and are committed, the rest are not created yet
+    assert rig.engine.scheduler.admissions
+    running = sorted(rig.ex.live)
+    rig.engine.stop()
+
+    again = make_rig(tmp_path / "engine")
+    try:
+        again.engine.start()  # recovers the attempts the first engine had running
+        for _ in range(10):
+            with again.engine.lock:
+                again.engine.scheduler.tick()
+        summary = again.job(parent)["arrayProperties"]["statusSummary"]
+        assert sum(summary.values()) == 5000
+        assert again.status(f"{parent}:4999") in ("RUNNABLE", "RUNNING")
+        for key in running:  # ended as lost hosts, not retried (no strategy)
+            assert again.job(key.split("#")[0])["statusReason"].startswith("Host EC2")
+    finally:
+        again.engine.stop()
