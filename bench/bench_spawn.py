@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chalicelib.localbatch.executor import ExitInfo, LaunchRequest, ProcessExecutor  # noqa: E402
+from chalicelib.localbatch.executor import ExitInfo, LaunchRequest, ProcessExecutor
 
 SLOTS = 2
 LEFTOVERS: list[str] = []
@@ -161,9 +161,9 @@ def main() -> None:
     for name, value in medians.items():
         print(f"{name:22s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)  "
               f"cpu {result['median_cpu_s'][name]:6.3f} s")
-    for name in medians:
+    for name, value in medians.items():
         if name != "baseline":
-            print(f"ratio {name}/baseline {medians[name] / medians['baseline']:.2f}")
+            print(f"ratio {name}/baseline {value / medians['baseline']:.2f}")
     print(f"written to {RESULTS}")
 
 

@@ -31,11 +31,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.localbatch.executor import (
-    OOM_REASON, PULL_ERROR, ExitCallback, ExitInfo, LaunchError, LaunchRequest, ProcessExecutor,
+    OOM_REASON,
+    PULL_ERROR,
+    ExitCallback,
+    ExitInfo,
+    LaunchError,
+    LaunchRequest,
+    ProcessExecutor,
 )
 from chalicelib.localbatch.reaper import Reaper, collect_exit_code
 from chalicelib.localbatch.spawn import (
-    ATTEMPT_VAR, START_ERROR, TOKEN_VAR, describe_start_error, make_workdir, open_log, resolve_local_image,
+    ATTEMPT_VAR,
+    START_ERROR,
+    TOKEN_VAR,
+    describe_start_error,
+    make_workdir,
+    open_log,
+    resolve_local_image,
     signal_group,
 )
 

@@ -24,8 +24,17 @@ from typing import Protocol
 from chalicelib.localbatch import procfs
 from chalicelib.localbatch.reaper import Reaper, collect_exit_code
 from chalicelib.localbatch.spawn import (
-    ATTEMPT_VAR, START_ERROR, TOKEN_VAR, EnvBuilder, ExecutableCache, build_base_env, describe_start_error,
-    make_workdir, open_log, resolve_local_image, signal_group,
+    ATTEMPT_VAR,
+    START_ERROR,
+    TOKEN_VAR,
+    EnvBuilder,
+    ExecutableCache,
+    build_base_env,
+    describe_start_error,
+    make_workdir,
+    open_log,
+    resolve_local_image,
+    signal_group,
 )
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 
 from chalicelib.localbatch.docker_executor import (
-    bind_mount, build_run_argv, container_name, docker_error_line, interpret_exit,
+    bind_mount,
+    build_run_argv,
+    container_name,
+    docker_error_line,
+    interpret_exit,
 )
 from chalicelib.localbatch.executor import OOM_REASON, LaunchRequest
 

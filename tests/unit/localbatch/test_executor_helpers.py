@@ -10,7 +10,13 @@ from chalicelib.localbatch import procfs
 from chalicelib.localbatch.executor import LaunchError, ProcessExecutor, make_executor
 from chalicelib.localbatch.reaper import exit_code_from_status
 from chalicelib.localbatch.spawn import (
-    ATTEMPT_VAR, TOKEN_VAR, EnvBuilder, ExecutableCache, build_base_env, build_child_env, describe_start_error,
+    ATTEMPT_VAR,
+    TOKEN_VAR,
+    EnvBuilder,
+    ExecutableCache,
+    build_base_env,
+    build_child_env,
+    describe_start_error,
     resolve_local_image,
 )
 
