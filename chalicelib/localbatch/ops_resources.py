@@ -98,7 +98,8 @@ class ResourceOperations:
             raise ClientException("computeResources: not allowed on an UNMANAGED compute environment")
         ce = ComputeEnvironment(name=name, arn=arns.compute_environment_arn(name), type=kind, state=state,
                                 compute_resources=resources, tags=v.tags(body.get("tags") or {}),
-                                service_role=body.get("serviceRole"))
+                                service_role=None if body.get("serviceRole") is None
+                                else v.as_str(body["serviceRole"], "serviceRole"))
         self.s.ces[name] = ce
         self.s.store.save_compute_environment(ce)
         return {"computeEnvironmentName": name, "computeEnvironmentArn": ce.arn}
@@ -185,7 +186,8 @@ class ResourceOperations:
             tags=v.tags(body.get("tags") or {}),
             seq=max((q.seq for q in self.s.queues.values()), default=0) + 1,
             time_limit_actions=self._time_limit_actions(body.get("jobStateTimeLimitActions") or []),
-            scheduling_policy_arn=body.get("schedulingPolicyArn"),
+            scheduling_policy_arn=None if body.get("schedulingPolicyArn") is None
+            else v.as_str(body["schedulingPolicyArn"], "schedulingPolicyArn", min_len=1),
         )
         self.s.queues[name] = queue
         self.s.store.save_queue(queue)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -118,9 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
         def number(name: str, default: float) -> float:
             raw = query.get(name, [str(default)])[0]
             try:
-                return float(raw)
+                value = float(raw)
             except ValueError:
                 raise ClientException(f"{name}: expected a number, got {raw!r}") from None
+            if not math.isfinite(value):  # nan would make `wait` block forever and `after` crash
+                raise ClientException(f"{name}: expected a finite number, got {raw!r}")
+            return value
         after = int(number("after", 0))
         wait = min(max(number("wait", 0), 0.0), 20.0)
         limit = int(min(max(number("limit", 1000), 1), 10000))

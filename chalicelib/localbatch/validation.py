@@ -47,7 +47,8 @@ def as_str(value: Any, field: str, *, max_len: int | None = None, min_len: int =
     if not isinstance(value, str):
         raise fail(field, "a string", value)
     if len(value) < min_len or (max_len is not None and len(value) > max_len):
-        raise fail(field, f"a string of {min_len} to {max_len} characters", value)
+        size = f"at least {min_len}" if max_len is None else f"{min_len} to {max_len}"
+        raise fail(field, f"a string of {size} characters", value)
     if pattern is not None and not pattern.match(value):
         raise fail(field, expected or f"a string matching {pattern.pattern}", value)
     return value

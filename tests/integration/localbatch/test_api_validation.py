@@ -240,6 +240,12 @@ BAD_REQUESTS = [
     ("/v1/deregisterjobdefinition", json.dumps({"jobDefinition": 3}).encode()),
     ("/v1/submitjob", json.dumps({"jobName": "a", "jobQueue": "default", "jobDefinition": "jd",
                                   "bogusField": 1}).encode()),
+    ("/v1/listjobs", json.dumps({"jobQueue": "default", "nextToken": "b2Zmc2V0Oi0x"}).encode()),  # offset:-1
+    ("/v1/createcomputeenvironment", json.dumps({"computeEnvironmentName": "c", "type": "MANAGED", "serviceRole": 5,
+                                                 "computeResources": {"type": "EC2", "maxvCpus": 2}}).encode()),
+    ("/v1/createjobqueue", json.dumps({"jobQueueName": "q", "priority": 1, "schedulingPolicyArn": 5,
+                                       "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "local"}]}
+                                      ).encode()),
     ("/v1/nosuchoperation", b"{}"),
     ("/v2/submitjob", b"{}"),
     ("/v1/tags/arn:aws:batch:us-east-1:000000000000:job-queue/default", b'{"tags": "x"}'),
@@ -256,6 +262,13 @@ def test_bad_http_requests_are_client_errors(raw_batch: Any, live: LiveEngine, p
     assert message and "Traceback" not in message
     # The engine keeps serving.
     assert live.batch.describe_job_queues()["jobQueues"][0]["jobQueueName"] == "default"
+
+
+@pytest.mark.parametrize("query", ["after=nan", "wait=nan", "limit=inf", "after=1e400", "wait=soon"])
+def test_bad_event_queries_are_client_errors(live: LiveEngine, query: str) -> None:
+    status, headers, payload = post(f"{live.url}/events?{query}", None, method="GET")
+    assert status == 400 and headers.get("x-amzn-ErrorType") == "ClientException"
+    assert query.split("=")[0] in json.loads(payload)["message"]
 
 
 def test_wrong_methods_and_paths(live: LiveEngine) -> None:
