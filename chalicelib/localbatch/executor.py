@@ -276,7 +276,9 @@ class ProcessExecutor:
         if attempt is None:
             return
         attempt.proc.returncode = code  # so Popen never waits on a recycled pid
-        reason = OOM_REASON if attempt.oom else None
+        # Only when our SIGKILL is what ended it; a leader that exited on its own
+        # just before the kill keeps its own exit status.
+        reason = OOM_REASON if attempt.oom and code == 128 + signal.SIGKILL else None
         self._deliver(ExitInfo(attempt.key, exit_code=code if code >= 0 else None, reason=reason, started=True))
 
     def _deliver(self, info: ExitInfo) -> None:
