@@ -105,7 +105,7 @@ class Engine:
         if killed:
             logger.info("killed %d attempt(s) left running by a previous engine", len(killed))
         with self.lock:
-            self.scheduler.recover_lost_attempts(self._lost)
+            self.scheduler.recover_lost_attempts(self._lost, killed)
             self._lost = []
             self.scheduler.commit()
         loops = [(self._loop, "scheduler"), (self._dispatch_loop, "events"), (self._scratch_loop, "scratch")]
@@ -151,7 +151,7 @@ class Engine:
                 return
             try:
                 with self.lock:
-                    scheduler.tick()
+                    scheduler.tick(scheduler.options.group_commit_ms)
                 if scheduler.has_work():
                     self._wake.set()  # e.g. a big array still spawning: go on after letting API calls in
             except Exception:  # noqa: BLE001 - the loop must survive; the failure is logged with context

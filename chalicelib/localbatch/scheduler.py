@@ -30,7 +30,6 @@ from chalicelib.localbatch.store import Store
 
 RECLAIM_TAG = "conveyor:reclaim-rate"
 SPAWN_BATCH = 2000  # children created per tick
-FLUSH_DELAY_MS = 20
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class EngineOptions:
     spot_reclaim_rate: float = 0.0  # default for SPOT environments without the tag
     reclaim_window_seconds: float = 2.0  # a reclaimed attempt is lost within this time of starting
     seed: int | None = None
+    group_commit_ms: int = 10  # the engine loop commits at most this long after a change
 
 
 class Scheduler:
@@ -69,6 +69,7 @@ class Scheduler:
         self._dirty: dict[str, Job] = {}
         self._events: list[tuple[str, int, str]] = []
         self._launches: list[Job] = []
+        self._last_commit_ms = 0
         self._blocked_reported: set[str] = set()
         self.on_commit: Callable[[int, list[tuple[str, int, str]]], None] = lambda last_seq, events: None
         self.scratch_done: Callable[[str], None] = lambda path: None
@@ -107,7 +108,7 @@ class Scheduler:
     def next_timer_ms(self) -> int | None:
         due = self._timers[0][0] if self._timers else None
         if self._dirty or self._events:
-            flush = self.now() + FLUSH_DELAY_MS
+            flush = self._last_commit_ms + self.options.group_commit_ms
             due = flush if due is None else min(due, flush)
         return due
 
@@ -116,22 +117,30 @@ class Scheduler:
         return bool(self.exits or self.admissions or self.launched)
 
     # -- the tick -------------------------------------------------------------------------------
-    def tick(self) -> None:
-        """Runs one scheduling round: everything that can happen now happens, then one commit."""
+    def tick(self, group_commit_ms: int = 0) -> None:
+        """Runs one scheduling round: everything that can happen now happens.
+
+        The changes are committed at the end, or, with `group_commit_ms`, only once that much
+        time has passed since the last commit (the engine loop; see the note below).
+        """
         self._drain_launched()
         while self.exits:
             self._end_attempt(self.exits.popleft())
         self._admit_some()
         self._fire_timers()
         self._place()
-        # One commit per tick. Placements (STARTING) are on disk before their processes
-        # exist; the RUNNING marks made while launching ride on the next commit, which
-        # comes with the next exit or, at the latest, FLUSH_DELAY_MS later.
-        self.commit()
         if self._launches:
             self._dispatch_launches()
+        # Group commit: state changes and their events reach SQLite together, at most
+        # group_commit_ms after they happen, so one transaction carries many jobs. A crash
+        # inside that window loses only transitions, never an accepted job (API calls
+        # commit before they return); attempts launched but not yet recorded are found
+        # at restart by the executor's orphan scan and end as lost hosts.
+        if self.now() - self._last_commit_ms >= group_commit_ms:
+            self.commit()
 
     def commit(self) -> None:
+        self._last_commit_ms = self.now()
         if not self._dirty and not self._events:
             return
         dirty, events = list(self._dirty.values()), self._events
@@ -522,8 +531,21 @@ class Scheduler:
                 self.set_status(job, JobStatus.FAILED, reason)
 
     # -- recovery -------------------------------------------------------------------------------
-    def recover_lost_attempts(self, jobs: list[Job]) -> None:
-        """Ends attempts that were alive when the engine died the way AWS ends them when a host is lost."""
+    def recover_lost_attempts(self, jobs: list[Job], orphan_keys: list[str] = ()) -> None:  # type: ignore[assignment]
+        """Ends attempts that were alive when the engine died the way AWS ends them when a host is lost.
+
+        `jobs` are those recorded as STARTING/RUNNING; `orphan_keys` are attempts the executor
+        found (and killed) still running, which may belong to jobs whose launch was not
+        committed yet: those end as lost hosts too instead of silently running again.
+        """
+        recorded = {job.job_id for job in jobs}
+        for key in orphan_keys:
+            job = self.jobs.get(key.rsplit("#", 1)[0])
+            if job is not None and job.job_id not in recorded and job.status is JobStatus.RUNNABLE:
+                job.status = JobStatus.RUNNING  # its STARTING/RUNNING events never reached the log
+                job.instance_id = job.instance_id or "i-" + hex_id(17)
+                jobs.append(job)
+                recorded.add(job.job_id)
         for job in jobs:
             res = job.sub.resources
             job.gpu_ids = self.ledger.take(res)
