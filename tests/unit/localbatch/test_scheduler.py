@@ -73,6 +73,9 @@ class Rig:
         for _ in range(times):
             with self.engine.lock:
                 self.engine.scheduler.tick()
+                # The engine loop flushes pending changes shortly after a tick; the fake clock
+                # does not move on its own, so flush here.
+                self.engine.scheduler.commit()
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.batch.describe_jobs(jobs=[job_id])["jobs"][0]
@@ -619,3 +622,102 @@ def test_restart_while_an_array_is_half_spawned_finishes_spawning(tmp_path: Path
             assert again.job(key.split("#")[0])["statusReason"].startswith("Host EC2")
     finally:
         again.engine.stop()
+
+
+def test_array_depending_on_a_job(rig: Rig) -> None:
+    gate = rig.submit("gate")
+    arr = rig.submit("arr", arrayProperties={"size": 2}, dependsOn=[{"jobId": gate}])
+    failing_gate = rig.submit("gate2")
+    doomed = rig.submit("doomed", arrayProperties={"size": 2}, dependsOn=[{"jobId": failing_gate}])
+    rig.tick()
+    assert rig.status(arr) == "PENDING" and rig.status(f"{arr}:0") == "PENDING"
+    rig.ex.finish(rig.key(failing_gate), 1)
+    rig.tick()
+    assert rig.status(doomed) == "FAILED"
+    assert rig.job(f"{doomed}:1")["statusReason"] == "Dependent Job failed"
+    rig.ex.finish(rig.key(gate), 0)
+    rig.tick()
+    assert rig.status(f"{arr}:0") == "RUNNING" and rig.status(f"{arr}:1") == "RUNNING"
+
+
+def test_cancel_pending_array_parent_cancels_children_once_dependencies_complete(rig: Rig) -> None:
+    gate = rig.submit("gate")
+    arr = rig.submit("arr", arrayProperties={"size": 2}, dependsOn=[{"jobId": gate}])
+    rig.tick()
+    rig.batch.cancel_job(jobId=arr, reason="cancel the array")
+    rig.tick()
+    assert rig.status(arr) == "PENDING"
+    rig.ex.finish(rig.key(gate), 0)
+    rig.tick()
+    detail = rig.job(arr)
+    assert detail["status"] == "FAILED"
+    for i in range(2):
+        child = rig.job(f"{arr}:{i}")
+        assert (child["status"], child["statusReason"], child["isCancelled"]) == ("FAILED", "cancel the array", True)
+    assert rig.key(f"{arr}:0") not in rig.ex.requests
+
+
+def test_cancel_one_child_fails_only_it_and_the_parent(rig: Rig) -> None:
+    rig.register("wide", vcpus="2")
+    blocker = rig.submit("blocker", jd="wide")
+    arr = rig.submit("arr", arrayProperties={"size": 3})
+    rig.tick()
+    rig.batch.cancel_job(jobId=f"{arr}:1", reason="just this one")
+    rig.ex.finish(rig.key(blocker), 0)
+    rig.tick()
+    for i in (0, 2):
+        rig.ex.finish(rig.key(f"{arr}:{i}"), 0)
+    rig.tick()
+    assert [rig.status(f"{arr}:{i}") for i in range(3)] == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
+    assert rig.status(arr) == "FAILED"
+
+
+def test_timeout_applies_to_each_array_child(rig: Rig) -> None:
+    arr = rig.submit("arr", arrayProperties={"size": 2}, timeout={"attemptDurationSeconds": 60})
+    rig.tick()
+    rig.clock.advance(61)
+    rig.tick()
+    assert sorted(key for key, _ in rig.ex.stops) == sorted(rig.key(f"{arr}:{i}") for i in range(2))
+    for i in range(2):
+        rig.ex.finish(rig.key(f"{arr}:{i}"), None)
+    rig.tick()
+    assert rig.job(f"{arr}:0")["statusReason"] == "Job attempt duration exceeded timeout"
+    assert rig.status(arr) == "FAILED"  # the parent itself never times out, its children did
+
+
+def test_retried_attempt_gets_a_fresh_timeout(rig: Rig) -> None:
+    job = rig.submit(timeout={"attemptDurationSeconds": 60}, retryStrategy={"attempts": 2})
+    rig.tick()
+    rig.clock.advance(50)
+    rig.ex.finish(rig.key(job, 1), 1)
+    rig.tick()
+    rig.clock.advance(50)  # 100 s after the first start, 50 s into the second attempt
+    rig.tick()
+    assert rig.ex.stops == []
+    rig.clock.advance(11)
+    rig.tick()
+    assert rig.ex.stops == [(rig.key(job, 2), 1)]
+
+
+def test_disabled_environment_takes_no_new_jobs(rig: Rig) -> None:
+    running = rig.submit("running")
+    rig.tick()
+    rig.batch.update_compute_environment(computeEnvironment="local", state="DISABLED")
+    waiting = rig.submit("waiting")
+    rig.tick()
+    assert rig.status(waiting) == "RUNNABLE"
+    assert rig.status(running) == "RUNNING"  # running jobs continue
+    rig.ex.finish(rig.key(running), 0)
+    rig.tick()
+    assert rig.status(running) == "SUCCEEDED" and rig.status(waiting) == "RUNNABLE"
+    rig.batch.update_compute_environment(computeEnvironment="local", state="ENABLED")
+    rig.tick()
+    detail = rig.job(waiting)
+    assert detail["status"] == "RUNNING" and "statusReason" not in detail
+
+
+def test_lowering_max_vcpus_limits_placement(rig: Rig) -> None:
+    rig.batch.update_compute_environment(computeEnvironment="local", computeResources={"maxvCpus": 1})
+    jobs = [rig.submit(f"j{i}") for i in range(2)]
+    rig.tick()
+    assert [rig.status(j) for j in jobs] == ["RUNNING", "RUNNABLE"]
