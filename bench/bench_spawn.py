@@ -7,7 +7,9 @@ environment, the pidfd reaper and the exit callback; the next attempt is launche
 from the main thread when an exit arrives (the scheduler's role). A third run
 adds a memory limit to every attempt, so the memory monitor thread is active.
 
-Usage: python bench/bench_spawn.py [--jobs 2001] [--runs 3]
+Usage: python bench/bench_spawn.py [--jobs 2001] [--runs 3] [--scratch DIR ...]
+Attempt files go under /var/tmp (ext4 here) and /dev/shm (tmpfs) by default: on
+this host creating files costs far more on disk, and /tmp is slower still.
 Writes bench/results/spawn.json.
 """
 
@@ -49,13 +51,13 @@ def run_baseline(jobs: int) -> float:
     return time.perf_counter() - started
 
 
-def run_executor(jobs: int, memory_mib: int, launchers: int = 1) -> float:
+def run_executor(jobs: int, scratch: str, memory_mib: int, launchers: int = 1) -> float:
     """Seconds for `jobs` attempts of `true` through ProcessExecutor on 2 slots.
 
     ``launchers`` threads take exits off the callback queue and launch the next
     attempt, as the engine's scheduler/launcher threads do.
     """
-    root = tempfile.mkdtemp(prefix="bench-spawn-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
+    root = tempfile.mkdtemp(prefix="bench-spawn-", dir=scratch)
     executor = ProcessExecutor(f"bench-{os.getpid()}-{time.monotonic_ns()}")
     exits: queue.SimpleQueue[ExitInfo | None] = queue.SimpleQueue()
     executor.set_exit_callback(exits.put)
@@ -115,55 +117,68 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2001)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-
+def measure(jobs: int, runs: int, scratch: str) -> dict[str, object]:
+    """Runs every variant `runs` times, interleaved, with attempt files under `scratch`."""
     load_before = os.getloadavg()
     variants = {
-        "baseline": lambda: run_baseline(args.jobs),
-        "executor": lambda: run_executor(args.jobs, memory_mib=0),
-        "executor_memlimit": lambda: run_executor(args.jobs, memory_mib=2048),
-        "executor_2_launchers": lambda: run_executor(args.jobs, memory_mib=0, launchers=2),
+        "baseline": lambda: run_baseline(jobs),
+        "executor": lambda: run_executor(jobs, scratch, memory_mib=0),
+        "executor_memlimit": lambda: run_executor(jobs, scratch, memory_mib=2048),
+        "executor_2_launchers": lambda: run_executor(jobs, scratch, memory_mib=0, launchers=2),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.runs):  # interleaved so drift hits all variants alike
+    for _ in range(runs):  # interleaved so drift hits all variants alike
         for name, run in variants.items():
             before = cpu_seconds()
             samples[name].append(run())
             cpu[name].append(cpu_seconds() - before)
-
+    for root in LEFTOVERS:
+        shutil.rmtree(root, ignore_errors=True)
+    LEFTOVERS.clear()
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    result = {
-        "jobs": args.jobs,
-        "slots": SLOTS,
-        "runs": args.runs,
-        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+    return {
+        "scratch_root": scratch,
         "samples_s": samples,
         "median_s": medians,
         # CPU seconds (this process + its children): overhead that wall time on a
         # shared, loaded host hides or exaggerates.
         "median_cpu_s": {name: statistics.median(values) for name, values in cpu.items()},
-        "ratio_executor_vs_baseline": medians["executor"] / medians["baseline"],
-        "ratio_executor_memlimit_vs_baseline": medians["executor_memlimit"] / medians["baseline"],
-        "ratio_executor_2_launchers_vs_baseline": medians["executor_2_launchers"] / medians["baseline"],
-        "scratch_root": os.environ.get("BENCH_TMPDIR", "/var/tmp"),
+        "ratio_vs_baseline": {name: value / medians["baseline"] for name, value in medians.items()
+                              if name != "baseline"},
+        "rate_per_s": {name: jobs / value for name, value in medians.items()},
         "load_average_before_after": [load_before, os.getloadavg()],
-        "rate_per_s": {name: args.jobs / value for name, value in medians.items()},
     }
-    for root in LEFTOVERS:
-        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2001)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scratch", action="append",
+                        help="folder for attempt workdirs and logs (repeatable; default /var/tmp and /dev/shm)")
+    args = parser.parse_args()
+    scratches = args.scratch or [path for path in ("/var/tmp", "/dev/shm") if os.path.isdir(path)]
+
+    result: dict[str, object] = {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "jobs": args.jobs,
+        "slots": SLOTS,
+        "runs": args.runs,
+        "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "by_scratch": {},
+    }
+    for scratch in scratches:
+        measured = measure(args.jobs, args.runs, scratch)
+        result["by_scratch"][scratch] = measured  # type: ignore[index]
+        print(f"-- attempt files under {scratch}")
+        for name, value in measured["median_s"].items():  # type: ignore[attr-defined]
+            print(f"{name:22s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)  "
+                  f"cpu {measured['median_cpu_s'][name]:6.3f} s")  # type: ignore[index]
+        for name, ratio in measured["ratio_vs_baseline"].items():  # type: ignore[attr-defined]
+            print(f"ratio {name}/baseline {ratio:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    for name, value in medians.items():
-        print(f"{name:22s} median {value:6.3f} s  ({args.jobs / value:7.0f}/s)  "
-              f"cpu {result['median_cpu_s'][name]:6.3f} s")
-    for name, value in medians.items():
-        if name != "baseline":
-            print(f"ratio {name}/baseline {value / medians['baseline']:.2f}")
     print(f"written to {RESULTS}")
 
 
