@@ -91,8 +91,11 @@ class PipelineRoles(Construct):
     def grant_batch(self, *, job_definition_arns: Sequence[str], job_queue_arns: Sequence[str]) -> None:
         """Submit against this pipeline's definitions and queues; describe/list/terminate jobs."""
         self.runtime.add_to_policy(
-            iam.PolicyStatement(actions=["batch:SubmitJob", "batch:TagResource"],
-                                resources=[*job_definition_arns, *job_queue_arns])
+            iam.PolicyStatement(actions=["batch:SubmitJob"], resources=[*job_definition_arns, *job_queue_arns])
+        )
+        # SubmitJob with tags also needs TagResource on the job being created.
+        self.runtime.add_to_policy(
+            iam.PolicyStatement(actions=["batch:TagResource"], resources=[self._jobs_arn()])
         )
         self.runtime.add_to_policy(
             iam.PolicyStatement(
@@ -100,6 +103,9 @@ class PipelineRoles(Construct):
                 resources=["*"],
             )
         )
+
+    def _jobs_arn(self) -> str:
+        return Stack.of(self).format_arn(service="batch", resource="job", resource_name="*")
 
     def acknowledge(self, *, pipeline: str, stack_name: str, state_machine: str,
                     definition_names: Sequence[str]) -> None:
@@ -109,6 +115,11 @@ class PipelineRoles(Construct):
             self.runtime,
             [batch + f"job-definition/{name}:*" for name in definition_names],
             f"Every revision of pipeline {pipeline}'s own job definitions (submits use the latest ACTIVE one).",
+        )
+        acknowledge_wildcards(
+            self.runtime,
+            [batch + "job/*"],
+            "Tag-on-create of the jobs this pipeline submits: their ids do not exist before SubmitJob.",
         )
         acknowledge_wildcards(
             self.runtime,

@@ -10,7 +10,11 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
-from infra.constructs.batch import ComputeClass, make_compute_environment, make_job_queue
+from infra.constructs.batch import (
+    ComputeClass,
+    make_compute_environment,
+    make_job_queue,
+)
 
 DEFAULT_MAX_VCPUS = {"spot": 256, "on-demand": 64, "gpu": 16}
 GPU_INSTANCE_CLASSES = (ec2.InstanceClass.G4DN, ec2.InstanceClass.G5)

@@ -18,10 +18,9 @@ from infra.constructs.functions import ChaliceFunctions, json_env
 from infra.constructs.images import build_stage_images
 from infra.constructs.job_definitions import JobDefinitions
 from infra.constructs.roles import PipelineRoles, acknowledge_wildcards
-from infra.constructs.storage import RUNS_INDEX
 from infra.constructs.rules import PipelineRules
 from infra.constructs.state_machine import AslStateMachine
-from infra.constructs.storage import PipelineStorage
+from infra.constructs.storage import RUNS_INDEX, PipelineStorage
 
 TABLE_ACTIONS = [
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",

@@ -104,3 +104,32 @@ def test_api_lists_and_describes_runs(env) -> None:
     assert client.http.get("/runs/nope").status_code == 404
     bad = client.http.post("/runs", headers={"content-type": "application/json"}, body=json.dumps({"items": "ftp://x"}))
     assert bad.status_code == 400 and "$.items" in bad.json_body["Message"]
+
+
+def test_a_blocked_queue_fails_the_stage_wait_with_batch_reason(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-blocked")
+    job = next(j for j in harness.rt.store.list_jobs("run-blocked") if j.stage == "qc")
+    harness.rt.store.put_task_token("run-blocked", "qc", "token-qc")
+    event = {
+        "version": "0", "id": "1", "detail-type": "Batch Job Queue Blocked", "source": "aws.batch",
+        "account": "123456789012", "time": "2026-11-25T10:00:00Z", "region": "us-east-1",
+        "resources": [f"arn:aws:batch:us-east-1:123456789012:job/{job.job_id}",
+                      "arn:aws:batch:us-east-1:123456789012:job-queue/spot"],
+        "detail": {"jobName": job.job_name, "jobId": job.job_id,
+                   "statusReason": "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - job needs more memory than any CE"},
+    }
+    answer = client.lambda_.invoke("tracker", event).payload
+    assert answer == {"failed": [job.job_id]}
+    outcome = harness.rt.store.put_task_token("run-blocked", "qc", "token-again")
+    assert outcome.completed and outcome.result["status"] == "FAILED"
+    assert "JOB_RESOURCE_REQUIREMENT" in outcome.result["reason"]
+
+
+def test_the_schedule_starts_a_run_over_the_spec_items(env) -> None:
+    harness, _, client = env
+    answer = client.lambda_.invoke("trigger", {"source": "schedule", "schedule": "rate(1 day)"}).payload
+    executions = harness.rt.sfn.list_executions(stateMachineArn=harness.machine_arn)["executions"]
+    assert [e["name"] for e in executions] == answer["runs"]
+    started = json.loads(harness.rt.sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
+    assert "items" not in started and started["source"] == "schedule"
