@@ -86,3 +86,33 @@ def test_clean_restart_keeps_resources_and_history(serve, tmp_path: Path) -> Non
     assert {q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]} == {"default", "extra"}
     assert batch.describe_job_definitions(jobDefinitionName="quick")["jobDefinitions"][0]["revision"] == 1
     assert register(batch, "quick", ["true"]).endswith(":2")
+
+
+def test_kill_9_right_after_launch_never_overlaps_attempts(serve, tmp_path: Path) -> None:
+    """The engine dies as soon as the processes exist, before it may have recorded them as RUNNING."""
+    data_dir, marks = tmp_path / "data", tmp_path / "marks"
+    marks.mkdir()
+    first = serve(data_dir)
+    batch = boto_batch(first.url)
+    guarded = register(batch, "guarded", ["python", str(JOBS / "guarded_attempt.py"), str(marks)])
+    jobs = [batch.submit_job(jobName=f"g{i}", jobQueue="default", jobDefinition=guarded,
+                             retryStrategy=HOST_LOST)["jobId"] for i in range(2)]
+    pids = {}
+    try:
+        for job in jobs:
+            pids[job] = int(wait_file(marks / f"{job}-1.pid"))
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(timeout=10)
+        stop_serve(first)
+
+        second = serve(data_dir)
+        batch = boto_batch(second.url)
+        for job in jobs:
+            detail = wait_for_status(batch, job, "SUCCEEDED")
+            assert detail["attempts"][0]["statusReason"].startswith("Host EC2 (instance i-")
+            assert len(detail["attempts"]) == 2
+        assert not any(pid_alive(pid) for pid in pids.values())
+        assert not list(marks.glob("*-OVERLAP")), [p.read_text() for p in marks.glob("*-OVERLAP")]
+    finally:
+        for pid in pids.values():
+            kill_group_quietly(pid)
