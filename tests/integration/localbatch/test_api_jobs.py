@@ -129,3 +129,20 @@ def test_cancel_and_terminate_over_http(live: LiveEngine, jds: dict[str, str]) -
     detail = wait_for_status(live.batch, pending, "FAILED")
     assert detail["statusReason"] == "cancel pending" and detail["isCancelled"] is True
     assert detail["attempts"] == []
+
+
+def test_share_identifier_filter_on_a_fair_share_queue(live: LiveEngine, jds: dict[str, str]) -> None:
+    live.batch.create_job_queue(
+        jobQueueName="fair", priority=1,
+        schedulingPolicyArn="arn:aws:batch:us-east-1:000000000000:scheduling-policy/fair",
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "local"}])
+    a = live.submit("a", "quick", jobQueue="fair", shareIdentifier="teamA")
+    b = live.submit("b", "quick", jobQueue="fair", shareIdentifier="teamB")
+    with pytest.raises(ClientError) as info:
+        live.submit("none", "quick", jobQueue="fair")
+    assert "shareIdentifier" in info.value.response["Error"]["Message"]
+    for job in (a, b):
+        wait_for_status(live.batch, job, "SUCCEEDED")
+    found = live.batch.list_jobs(jobQueue="fair", filters=[{"name": "SHARE_IDENTIFIER", "values": ["teamA"]}])
+    assert [s["jobId"] for s in found["jobSummaryList"]] == [a]
+    assert live.batch.describe_jobs(jobs=[a])["jobs"][0]["shareIdentifier"] == "teamA"

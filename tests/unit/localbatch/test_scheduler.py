@@ -721,3 +721,21 @@ def test_lowering_max_vcpus_limits_placement(rig: Rig) -> None:
     jobs = [rig.submit(f"j{i}") for i in range(2)]
     rig.tick()
     assert [rig.status(j) for j in jobs] == ["RUNNING", "RUNNABLE"]
+
+
+def test_clean_stop_keeps_every_change(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path / "engine")
+    rig.register()
+    job = rig.submit()
+    rig.tick()
+    rig.ex.finish(rig.key(job), 0)
+    with rig.engine.lock:
+        rig.engine.scheduler.tick()  # no explicit flush: stop() must write what the tick changed
+    assert rig.status(job) == "SUCCEEDED"
+    rig.engine.stop()
+    again = make_rig(tmp_path / "engine")
+    try:
+        assert again.status(job) == "SUCCEEDED"
+        assert [e["detail"]["status"] for e in again.events() if e["detail"]["jobId"] == job][-1] == "SUCCEEDED"
+    finally:
+        again.engine.stop()
