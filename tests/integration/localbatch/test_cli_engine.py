@@ -121,3 +121,20 @@ def test_non_loopback_bind_needs_allow_remote(tmp_path: Path) -> None:
 def test_serve_rejects_bad_options(tmp_path: Path) -> None:
     bad = run_cli("serve", "--spot-reclaim-rate", "2", "--port", "0", "--data-dir", str(tmp_path / "d"))
     assert bad.returncode != 0 and "--spot-reclaim-rate" in bad.stderr
+
+
+def test_serve_spot_reclaim_rate_applies_to_untagged_spot_environments(serve) -> None:
+    server = serve(None, "--spot-reclaim-rate", "1.0", "--seed", "3", "--gpus", "2")
+    assert "2 GPUs" in server.banner
+    batch = boto_batch(server.url)
+    batch.create_compute_environment(computeEnvironmentName="spot", type="MANAGED",
+                                     computeResources={"type": "SPOT", "maxvCpus": 2, "subnets": []})
+    batch.create_job_queue(jobQueueName="spotq", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "spot"}])
+    jd = register(batch, "idle", ["sleep", "30"])
+    spot_job = batch.submit_job(jobName="s", jobQueue="spotq", jobDefinition=jd)["jobId"]
+    on_demand = batch.submit_job(jobName="d", jobQueue="default",
+                                 jobDefinition=register(batch, "quick", ["true"]))["jobId"]
+    detail = wait_for_status(batch, spot_job, "FAILED", deadline=20)
+    assert detail["statusReason"].startswith("Host EC2 (instance i-")
+    assert wait_for_status(batch, on_demand)["status"] == "SUCCEEDED"  # EC2 environments are never reclaimed
