@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from aws_cdk import CustomResource
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -12,8 +13,13 @@ from constructs import Construct
 
 from chalicelib.pipeline.model import PipelineSpec
 
-# Folders and files never sent to the Docker build context.
-_EXCLUDE = ["**/__pycache__", "**/*.pyc", "data", "output", ".git", "cdk.out", "chalice.out"]
+# Never sent to the Docker build context (the repository root): environments, caches,
+# build outputs, local data. The stage's own build folder is re-included explicitly.
+_EXCLUDE = [
+    ".git", ".venv", "node_modules", "cdk.out", "chalice.out", ".chalice", "**/__pycache__", "**/*.pyc",
+    ".mypy_cache", ".ruff_cache", ".pytest_cache", "conveyor-data", "data", "bench", "docs", "tests",
+    "examples/*/data", "examples/*/output", "*.egg-info", "tmp*",
+]
 RELEASE_RESOURCE_TYPE = "Custom::ConveyorRelease"
 
 
@@ -25,6 +31,27 @@ class StageImages:
     release: CustomResource | None
 
 
+def _image_asset(
+    scope: Construct, construct_id: str, build: Path, context_root: Path, version: str
+) -> ecr_assets.DockerImageAsset:
+    build = build.resolve()
+    root = context_root.resolve()
+    if not build.is_relative_to(root):
+        return ecr_assets.DockerImageAsset(
+            scope, construct_id, directory=str(build), build_args={"CONVEYOR_VERSION": version}
+        )
+    folder = build.relative_to(root).as_posix()
+    return ecr_assets.DockerImageAsset(
+        scope,
+        construct_id,
+        directory=str(root),
+        file=f"{folder}/Dockerfile",
+        # Later patterns win: the build folder comes back even when under an excluded one.
+        exclude=[*_EXCLUDE, f"!{folder}", f"!{folder}/**"],
+        build_args={"CONVEYOR_VERSION": version},
+    )
+
+
 def build_stage_images(
     scope: Construct,
     *,
@@ -33,8 +60,14 @@ def build_stage_images(
     force: bool,
     release_function_arn: str,
     release_role: iam.IRole,
+    context_root: Path,
 ) -> StageImages:
     """One DockerImageAsset per distinct ``build:`` folder; the release resource resolves digests.
+
+    Every job command starts with Conveyor's runner (``python -m chalicelib.runner``), so an
+    image needs ``chalicelib``: the build context is ``context_root`` (the repository) and
+    the Dockerfile is ``<build folder>/Dockerfile``, as in ``docker build -f
+    <folder>/Dockerfile .``. A build folder outside the repository is its own context.
 
     ``cdk synth`` only stages the build folder into cdk.out (no Docker needed);
     ``cdk deploy`` builds and pushes it to the bootstrap ECR repository under its
@@ -48,13 +81,7 @@ def build_stage_images(
         if stage.image or not stage.build:
             continue
         if stage.build not in assets:
-            assets[stage.build] = ecr_assets.DockerImageAsset(
-                scope,
-                f"Image{len(assets)}",
-                directory=stage.build,
-                exclude=_EXCLUDE,
-                build_args={"CONVEYOR_VERSION": version},
-            )
+            assets[stage.build] = _image_asset(scope, f"Image{len(assets)}", Path(stage.build), context_root, version)
         stage_asset[stage.name] = stage.build
     images = [
         {"Name": f"Image{i}", "Repository": asset.repository.repository_name, "Tag": asset.image_tag}

@@ -108,6 +108,7 @@ class PipelineStack(Stack):
             force=force,
             release_function_arn=functions.functions["release"].function_arn,
             release_role=roles.release,
+            context_root=source_dir,
         )
         job_defs = JobDefinitions(self, "JobDefinitions", spec=spec, images=images.by_stage, job_role=roles.job,
                                   version=version)
