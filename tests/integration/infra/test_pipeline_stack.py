@@ -130,3 +130,15 @@ def test_no_policy_grants_a_wildcard_action(synth):
                 for statement in doc["Statement"]:
                     actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                     assert not [a for a in actions if "*" in a], (name, statement)
+
+
+def test_stage_images_build_from_the_repository_with_the_folders_dockerfile(synth):
+    assets = json.loads((synth.outdir / f"{PIPELINE_STACK}.assets.json").read_text())
+    sources = [image["source"] for image in assets["dockerImages"].values()]
+    assert len(sources) == 1  # qc and align share one build folder
+    assert sources[0]["dockerFile"] == "tests/integration/infra/data/tool/Dockerfile"
+    assert sources[0]["dockerBuildArgs"] == {"CONVEYOR_VERSION": __version__}
+    staged = synth.outdir / sources[0]["directory"]
+    assert (staged / "chalicelib" / "runner").is_dir()  # every job command starts with the runner
+    assert (staged / sources[0]["dockerFile"]).is_file()
+    assert not (staged / ".venv").exists() and not (staged / ".git").exists()
