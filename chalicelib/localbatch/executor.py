@@ -352,17 +352,31 @@ def docker_available(timeout: float = 2.0) -> bool:
 
 
 def make_executor(engine_token: str, kind: str = "auto") -> Executor:
-    """Builds the executor: "process", "docker", or "auto" (= process).
+    """Builds the executor: "process", "spawner", "docker", or "auto".
+
+    "auto" is the C-helper SpawnerExecutor when it can be built and started,
+    else ProcessExecutor (the reason is logged); "process" forces the latter.
 
     Raises:
-        ValueError: unknown ``kind``, or "docker" while no Docker engine answers.
+        ValueError: unknown ``kind``, "spawner" that cannot start, or "docker"
+            while no Docker engine answers.
     """
-    if kind in ("auto", "process"):
+    if kind == "process":
         return ProcessExecutor(engine_token)
+    if kind in ("auto", "spawner"):
+        from chalicelib.localbatch.spawner_executor import SpawnerExecutor, SpawnerUnavailable
+
+        try:
+            return SpawnerExecutor(engine_token)
+        except SpawnerUnavailable as err:
+            if kind == "spawner":
+                raise ValueError(f"executor kind 'spawner' requested but it cannot start: {err}") from err
+            logger.warning("fast spawner unavailable (%s); using the Python process executor", err)
+            return ProcessExecutor(engine_token)
     if kind == "docker":
         if not docker_available():
             raise ValueError("executor kind 'docker' requested but no Docker engine answers `docker info`")
         from chalicelib.localbatch.docker_executor import DockerExecutor
 
         return DockerExecutor(engine_token)
-    raise ValueError(f"executor kind must be one of 'auto', 'process', 'docker'; got {kind!r}")
+    raise ValueError(f"executor kind must be one of 'auto', 'process', 'spawner', 'docker'; got {kind!r}")

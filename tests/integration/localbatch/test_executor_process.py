@@ -1,4 +1,5 @@
-"""ProcessExecutor with real processes: exit codes, env, images, logs, start errors, stop, OOM, volume."""
+"""Both process executors (Python and C spawner) with real processes: exit codes, env, images, logs,
+start errors, stop, OOM, volume."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from chalicelib.localbatch.executor import OOM_REASON, ExitInfo, LaunchError, LaunchRequest, ProcessExecutor
+from chalicelib.localbatch.spawner_build import last_error, spawner_path
+from chalicelib.localbatch.spawner_executor import SpawnerExecutor
 
 PY = sys.executable
 WAIT = 30.0  # generous: only reached when something is broken
@@ -22,10 +25,11 @@ WAIT = 30.0  # generous: only reached when something is broken
 class Harness:
     """An executor whose exits land in a queue, plus request building under tmp_path."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, kind: str = "process") -> None:
         self.root = root
         self.token = f"test-{os.getpid()}-{time.monotonic_ns()}"
-        self.executor = ProcessExecutor(self.token, memory_poll_seconds=0.05)
+        executor_class = SpawnerExecutor if kind == "spawner" else ProcessExecutor
+        self.executor = executor_class(self.token, memory_poll_seconds=0.05)
         self.exits: queue.SimpleQueue[ExitInfo] = queue.SimpleQueue()
         self.executor.set_exit_callback(self.exits.put)
 
@@ -56,9 +60,16 @@ class Harness:
             time.sleep(0.02)
 
 
+@pytest.fixture(params=["process", "spawner"])
+def executor_kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "spawner" and spawner_path() is None:
+        pytest.skip(f"conveyor-spawner cannot be built: {last_error()}")
+    return str(request.param)
+
+
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    made = Harness(tmp_path)
+def harness(tmp_path: Path, executor_kind: str) -> Iterator[Harness]:
+    made = Harness(tmp_path, executor_kind)
     yield made
     made.executor.close()
 
@@ -270,8 +281,8 @@ def test_concurrent_launches_from_two_threads_all_report(harness: Harness) -> No
     assert harness.exits.empty()
 
 
-def test_close_kills_running_attempts_and_reports_them(tmp_path: Path) -> None:
-    made = Harness(tmp_path)
+def test_close_kills_running_attempts_and_reports_them(tmp_path: Path, executor_kind: str) -> None:
+    made = Harness(tmp_path, executor_kind)
     made.executor.launch(made.request("long#1", "sleep", "60"))
     made.executor.close()
     assert made.next_exit().exit_code == 137

@@ -1,0 +1,603 @@
+/* conveyor-spawner: launches and reaps the engine's attempts so Python does not have to.
+ *
+ * One spawner runs per SpawnerExecutor, as a child of the engine. It reads
+ * requests on stdin and writes events on stdout; every record is a 4-byte
+ * little-endian body length followed by the body. Body layouts (integers
+ * little-endian, "str" = u32 length + bytes, no terminator):
+ *
+ *   requests  LAUNCH  u8 1, u64 id, str workdir, str log, str exec_path,
+ *                     u32 argc, str argv[argc], u32 envc, str env[envc] ("NAME=value")
+ *             STOP    u8 2, u64 id, u32 grace_ms   (SIGTERM the group, SIGKILL after grace;
+ *                                                   grace 0 = SIGKILL now)
+ *             KILL    u8 3, u64 id                 (SIGKILL the group)
+ *             QUIT    u8 4                         (SIGKILL every group, reap all, exit)
+ *             FAIL    u8 5, u64 id, str message    (echoed back as FAILED: lets Python report
+ *                                                   its own start errors from the reader thread)
+ *   events    HELLO   u8 0, u32 protocol version
+ *             STARTED u8 1, u64 id, i32 pid
+ *             FAILED  u8 2, u64 id, str message    ("<path>: <strerror>")
+ *             EXITED  u8 3, u64 id, i32 code       (exit status; killed by signal N -> 128 + N)
+ *
+ * The child environment is the spawner's own environ (the engine's base env)
+ * overlaid with the request's env entries. Each attempt runs in its own session
+ * (pid = pgid) with cwd = workdir, stdin = /dev/null and stdout + stderr appended
+ * to the log. When an attempt's main process exits, its whole group is SIGKILLed
+ * before the leader is reaped, so the group id cannot have been reused.
+ *
+ * EOF on stdin without QUIT means the engine died (kill -9): the spawner exits
+ * at once and leaves the attempts running, so the next engine's kill_orphans
+ * finds them by their environment token and accounts for them. Only QUIT kills.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROTOCOL_VERSION 1
+#define MAX_RECORD (64u << 20)
+
+enum { REQ_LAUNCH = 1, REQ_STOP = 2, REQ_KILL = 3, REQ_QUIT = 4, REQ_FAIL = 5 };
+enum { EV_HELLO = 0, EV_STARTED = 1, EV_FAILED = 2, EV_EXITED = 3 };
+
+extern char **environ;
+
+typedef struct {
+    uint64_t id;
+    pid_t pid;
+    int stopping;
+    int64_t kill_at_ms; /* 0 = no pending SIGKILL */
+} attempt_t;
+
+static attempt_t *attempts;
+static size_t n_attempts, cap_attempts;
+static sigset_t child_mask; /* the mask jobs get: the one we started with */
+static int devnull_fd = -1;
+
+/* ---- small utilities --------------------------------------------------- */
+
+static void die(const char *what) {
+    fprintf(stderr, "conveyor-spawner: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+static void *xrealloc(void *ptr, size_t size) {
+    void *out = realloc(ptr, size ? size : 1);
+    if (!out) {
+        fprintf(stderr, "conveyor-spawner: out of memory\n");
+        exit(2);
+    }
+    return out;
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- output: events are buffered and flushed before each poll ---------- */
+
+static unsigned char *out_buf;
+static size_t out_len, out_cap;
+static int out_broken; /* the engine is gone; keep running, stop writing */
+
+static void out_put(const void *data, size_t len) {
+    if (out_len + len > out_cap) {
+        out_cap = (out_len + len) * 2;
+        out_buf = xrealloc(out_buf, out_cap);
+    }
+    memcpy(out_buf + out_len, data, len);
+    out_len += len;
+}
+
+static void put_u32(uint32_t v) {
+    unsigned char b[4] = {v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff};
+    out_put(b, 4);
+}
+
+static void put_u64(uint64_t v) {
+    put_u32((uint32_t)(v & 0xffffffffu));
+    put_u32((uint32_t)(v >> 32));
+}
+
+static void put_u8(unsigned v) {
+    unsigned char b = (unsigned char)v;
+    out_put(&b, 1);
+}
+
+static void emit_started(uint64_t id, pid_t pid) {
+    put_u32(1 + 8 + 4);
+    put_u8(EV_STARTED);
+    put_u64(id);
+    put_u32((uint32_t)pid);
+}
+
+static void emit_exited(uint64_t id, int code) {
+    put_u32(1 + 8 + 4);
+    put_u8(EV_EXITED);
+    put_u64(id);
+    put_u32((uint32_t)code);
+}
+
+static void emit_failed(uint64_t id, const char *subject, size_t subject_len, const char *detail) {
+    size_t detail_len = strlen(detail);
+    size_t msg_len = subject_len ? subject_len + 2 + detail_len : detail_len;
+    put_u32((uint32_t)(1 + 8 + 4 + msg_len));
+    put_u8(EV_FAILED);
+    put_u64(id);
+    put_u32((uint32_t)msg_len);
+    if (subject_len) {
+        out_put(subject, subject_len);
+        out_put(": ", 2);
+    }
+    out_put(detail, detail_len);
+}
+
+static void flush_out(void) {
+    size_t done = 0;
+    while (done < out_len && !out_broken) {
+        ssize_t n = write(STDOUT_FILENO, out_buf + done, out_len - done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            out_broken = 1; /* EPIPE: nobody listens any more */
+            break;
+        }
+        done += (size_t)n;
+    }
+    out_len = 0;
+}
+
+/* ---- attempts ---------------------------------------------------------- */
+
+static attempt_t *find_by_id(uint64_t id) {
+    for (size_t i = 0; i < n_attempts; i++)
+        if (attempts[i].id == id) return &attempts[i];
+    return NULL;
+}
+
+static void add_attempt(uint64_t id, pid_t pid) {
+    if (n_attempts == cap_attempts) {
+        cap_attempts = cap_attempts ? cap_attempts * 2 : 16;
+        attempts = xrealloc(attempts, cap_attempts * sizeof *attempts);
+    }
+    attempts[n_attempts].id = id;
+    attempts[n_attempts].pid = pid;
+    attempts[n_attempts].stopping = 0;
+    attempts[n_attempts].kill_at_ms = 0;
+    n_attempts++;
+}
+
+static void signal_group(pid_t pgid, int sig) {
+    if (pgid > 1) kill(-pgid, sig); /* ESRCH: already gone, fine */
+}
+
+static void kill_all(void) {
+    for (size_t i = 0; i < n_attempts; i++) signal_group(attempts[i].pid, SIGKILL);
+}
+
+/* Reaps every exited child. The leader is still a zombie (WNOWAIT) when its
+ * group is killed, so its pid, hence the pgid, cannot have been recycled. */
+static void reap_children(void) {
+    for (;;) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0) {
+            if (errno == EINTR) continue;
+            return; /* ECHILD: no children */
+        }
+        pid_t pid = info.si_pid;
+        if (pid == 0) return;
+        signal_group(pid, SIGKILL); /* like a container: the job ends with its main process */
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+        for (size_t i = 0; i < n_attempts; i++) {
+            if (attempts[i].pid == pid) {
+                emit_exited(attempts[i].id, code);
+                attempts[i] = attempts[--n_attempts];
+                break;
+            }
+        }
+    }
+}
+
+/* ---- launching --------------------------------------------------------- */
+
+/* mkdir -p; on failure sets errno and returns the path that failed in *failed. */
+static int make_dirs(char *path, const char **failed) {
+    if (mkdir(path, 0777) == 0 || errno == EEXIST) return 0;
+    if (errno != ENOENT) {
+        *failed = path;
+        return -1;
+    }
+    char *slash = strrchr(path, '/');
+    if (slash == NULL || slash == path) {
+        *failed = path;
+        return -1;
+    }
+    *slash = '\0';
+    int rc = make_dirs(path, failed);
+    *slash = '/';
+    if (rc < 0) return -1; /* *failed names the component that could not be made */
+    if (mkdir(path, 0777) == 0 || errno == EEXIST) return 0;
+    *failed = path;
+    return -1;
+}
+
+static int open_log(char *path, const char **failed) {
+    int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC;
+    int fd = open(path, flags, 0644);
+    if (fd >= 0 || errno != ENOENT) {
+        if (fd < 0) *failed = path;
+        return fd;
+    }
+    char *slash = strrchr(path, '/');
+    if (slash != NULL && slash != path) {
+        *slash = '\0';
+        int rc = make_dirs(path, failed);
+        *slash = '/';
+        if (rc < 0) return -1;
+    }
+    fd = open(path, flags, 0644);
+    if (fd < 0) *failed = path;
+    return fd;
+}
+
+/* What the vfork child tells its (suspended) parent; shared memory under vfork. */
+static volatile int child_errno;
+static volatile int child_stage; /* 1 = chdir, 2 = exec */
+
+typedef struct {
+    const unsigned char *p, *end;
+    int bad;
+} reader_t;
+
+static uint32_t rd_u32(reader_t *r) {
+    if (r->end - r->p < 4) {
+        r->bad = 1;
+        return 0;
+    }
+    uint32_t v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    return v;
+}
+
+static uint64_t rd_u64(reader_t *r) {
+    uint64_t lo = rd_u32(r);
+    return lo | (uint64_t)rd_u32(r) << 32;
+}
+
+/* Returns a freshly malloc'd NUL-terminated copy of the next string. */
+static char *rd_str(reader_t *r, size_t *len_out) {
+    uint32_t len = rd_u32(r);
+    if (r->bad || (size_t)(r->end - r->p) < len) {
+        r->bad = 1;
+        return NULL;
+    }
+    char *s = xrealloc(NULL, (size_t)len + 1);
+    memcpy(s, r->p, len);
+    s[len] = '\0';
+    r->p += len;
+    if (len_out) *len_out = len;
+    return s;
+}
+
+static size_t name_len(const char *entry) {
+    const char *eq = strchr(entry, '=');
+    return eq ? (size_t)(eq - entry) : strlen(entry);
+}
+
+/* environ overlaid with the request's entries (same name: the request wins). */
+static char **merge_env(char **extra, size_t n_extra) {
+    size_t n_base = 0;
+    while (environ[n_base]) n_base++;
+    char **env = xrealloc(NULL, (n_base + n_extra + 1) * sizeof *env);
+    size_t n = 0;
+    for (size_t i = 0; i < n_base; i++) {
+        size_t len = name_len(environ[i]);
+        int overridden = 0;
+        for (size_t j = 0; j < n_extra && !overridden; j++)
+            overridden = name_len(extra[j]) == len && memcmp(extra[j], environ[i], len) == 0;
+        if (!overridden) env[n++] = environ[i];
+    }
+    for (size_t j = 0; j < n_extra; j++) env[n++] = extra[j];
+    env[n] = NULL;
+    return env;
+}
+
+/* Candidate programs for a bare name: each PATH folder + "/" + name, like execvpe
+ * but with the child's PATH (glibc's execvpe would search the spawner's own). */
+static char **path_candidates(const char *name, char **env) {
+    const char *path = NULL;
+    for (size_t i = 0; env[i]; i++)
+        if (strncmp(env[i], "PATH=", 5) == 0) path = env[i] + 5;
+    if (path == NULL || *path == '\0') path = "/bin:/usr/bin";
+    size_t count = 2;
+    for (const char *c = path; *c; c++) count += *c == ':';
+    char **out = xrealloc(NULL, count * sizeof *out);
+    size_t n = 0, name_size = strlen(name);
+    const char *start = path;
+    for (;;) {
+        const char *stop = strchr(start, ':');
+        size_t dir_len = stop ? (size_t)(stop - start) : strlen(start);
+        if (dir_len == 0) { /* an empty entry means the current folder */
+            start = ".";
+            dir_len = 1;
+        }
+        char *full = xrealloc(NULL, dir_len + 1 + name_size + 1);
+        memcpy(full, start, dir_len);
+        full[dir_len] = '/';
+        memcpy(full + dir_len + 1, name, name_size + 1);
+        out[n++] = full;
+        if (!stop) break;
+        start = stop + 1;
+    }
+    out[n] = NULL;
+    return out;
+}
+
+/* Runs in the vfork child: only async-signal-safe calls, no heap, no stdio. */
+static void child_exec(const char *workdir, int log_fd, char **argv, char **env, const char *exec_path,
+                       char **candidates) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigaction(SIGINT, &dfl, NULL);
+    sigprocmask(SIG_SETMASK, &child_mask, NULL);
+    setsid();
+    child_stage = 1;
+    if (chdir(workdir) < 0) goto fail;
+    child_stage = 2;
+    if (dup2(devnull_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) goto fail;
+#ifdef SYS_close_range
+    /* Everything of ours is O_CLOEXEC anyway; this also drops stray inherited fds. */
+    syscall(SYS_close_range, 3u, ~0u, 0u);
+#endif
+    if (candidates == NULL) {
+        execve(exec_path, argv, env);
+        goto fail;
+    }
+    int saw_eacces = 0, last = ENOENT;
+    for (size_t i = 0; candidates[i]; i++) {
+        execve(candidates[i], argv, env);
+        last = errno;
+        if (errno == EACCES) saw_eacces = 1;
+        else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP && errno != ENAMETOOLONG &&
+                 errno != ESTALE && errno != ENODEV && errno != ETIMEDOUT)
+            break;
+    }
+    errno = saw_eacces ? EACCES : last;
+fail:
+    child_errno = errno ? errno : ENOEXEC;
+    _exit(127);
+}
+
+static void handle_launch(reader_t *r) {
+    uint64_t id = rd_u64(r);
+    size_t log_len = 0, workdir_len = 0, exec_len = 0, arg0_len = 0;
+    char *workdir = rd_str(r, &workdir_len);
+    char *log_path = rd_str(r, &log_len);
+    char *exec_path = rd_str(r, &exec_len);
+    uint32_t argc = rd_u32(r);
+    if (r->bad || argc == 0 || argc > (uint32_t)(r->end - r->p) / 4) {
+        fprintf(stderr, "conveyor-spawner: malformed LAUNCH request\n");
+        exit(2);
+    }
+    char **argv = xrealloc(NULL, ((size_t)argc + 1) * sizeof *argv);
+    for (uint32_t i = 0; i < argc; i++) argv[i] = rd_str(r, i == 0 ? &arg0_len : NULL);
+    argv[argc] = NULL;
+    uint32_t envc = rd_u32(r);
+    if (r->bad || envc > (uint32_t)(r->end - r->p) / 4) {
+        fprintf(stderr, "conveyor-spawner: malformed LAUNCH request\n");
+        exit(2);
+    }
+    char **extra = xrealloc(NULL, ((size_t)envc + 1) * sizeof *extra);
+    for (uint32_t i = 0; i < envc; i++) extra[i] = rd_str(r, NULL);
+    if (r->bad) {
+        fprintf(stderr, "conveyor-spawner: malformed LAUNCH request\n");
+        exit(2);
+    }
+
+    const char *failed = NULL;
+    char **env = NULL, **candidates = NULL;
+    int log_fd = -1;
+    if (make_dirs(workdir, &failed) < 0 || (log_fd = open_log(log_path, &failed)) < 0) {
+        emit_failed(id, failed, strlen(failed), strerror(errno));
+        goto done;
+    }
+    env = merge_env(extra, envc);
+    if (exec_len == 0 && strchr(argv[0], '/') == NULL) candidates = path_candidates(argv[0], env);
+    const char *program = exec_len ? exec_path : argv[0];
+
+    child_errno = 0;
+    child_stage = 0;
+    pid_t pid = vfork();
+    if (pid == 0) child_exec(workdir, log_fd, argv, env, program, candidates);
+    if (pid < 0) {
+        emit_failed(id, "fork", 4, strerror(errno));
+    } else if (child_errno != 0) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        if (child_stage == 1) emit_failed(id, workdir, workdir_len, strerror(child_errno));
+        else emit_failed(id, program, exec_len ? exec_len : arg0_len, strerror(child_errno));
+    } else {
+        add_attempt(id, pid);
+        emit_started(id, pid);
+    }
+
+done:
+    if (log_fd >= 0) close(log_fd);
+    if (candidates)
+        for (size_t i = 0; candidates[i]; i++) free(candidates[i]);
+    free(candidates);
+    free(env);
+    for (uint32_t i = 0; i < envc; i++) free(extra[i]);
+    free(extra);
+    for (uint32_t i = 0; i < argc; i++) free(argv[i]);
+    free(argv);
+    free(workdir);
+    free(log_path);
+    free(exec_path);
+}
+
+static void handle_stop(uint64_t id, uint32_t grace_ms) {
+    attempt_t *a = find_by_id(id);
+    if (a == NULL) return; /* already ended: a no-op */
+    if (grace_ms == 0) {
+        signal_group(a->pid, SIGKILL);
+        return;
+    }
+    if (!a->stopping) signal_group(a->pid, SIGTERM);
+    a->stopping = 1;
+    int64_t at = now_ms() + grace_ms;
+    if (a->kill_at_ms == 0 || at < a->kill_at_ms) a->kill_at_ms = at;
+}
+
+static int quitting;
+
+/* Handles one request body; returns nothing, exits on protocol errors. */
+static void handle_request(const unsigned char *body, size_t len) {
+    reader_t r = {body + 1, body + len, 0};
+    if (len < 1) {
+        fprintf(stderr, "conveyor-spawner: empty request\n");
+        exit(2);
+    }
+    switch (body[0]) {
+    case REQ_LAUNCH:
+        if (quitting) {
+            emit_failed(rd_u64(&r), NULL, 0, "the spawner is shutting down");
+            return;
+        }
+        handle_launch(&r);
+        return;
+    case REQ_STOP: {
+        uint64_t id = rd_u64(&r);
+        uint32_t grace = rd_u32(&r);
+        if (!r.bad) handle_stop(id, grace);
+        return;
+    }
+    case REQ_KILL: {
+        uint64_t id = rd_u64(&r);
+        attempt_t *a = r.bad ? NULL : find_by_id(id);
+        if (a) signal_group(a->pid, SIGKILL);
+        return;
+    }
+    case REQ_QUIT:
+        quitting = 1;
+        kill_all();
+        return;
+    case REQ_FAIL: {
+        uint64_t id = rd_u64(&r);
+        size_t msg_len = 0;
+        char *msg = rd_str(&r, &msg_len);
+        if (!r.bad) emit_failed(id, NULL, 0, msg);
+        free(msg);
+        return;
+    }
+    default:
+        fprintf(stderr, "conveyor-spawner: unknown request type %u\n", body[0]);
+        exit(2);
+    }
+}
+
+/* ---- main loop --------------------------------------------------------- */
+
+int main(void) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &chld, &child_mask) < 0) die("sigprocmask");
+    int sig_fd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sig_fd < 0) die("signalfd");
+    /* The engine owns shutdown (QUIT / EOF); a terminal's Ctrl-C is for the engine. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull_fd < 0) die("open /dev/null");
+    if (fcntl(STDIN_FILENO, F_SETFD, FD_CLOEXEC) < 0 || fcntl(STDOUT_FILENO, F_SETFD, FD_CLOEXEC) < 0)
+        die("fcntl");
+
+    put_u32(1 + 4);
+    put_u8(EV_HELLO);
+    put_u32(PROTOCOL_VERSION);
+    flush_out();
+
+    unsigned char *in_buf = NULL;
+    size_t in_len = 0, in_cap = 0;
+    int stdin_open = 1;
+    for (;;) {
+        flush_out();
+        if (quitting && n_attempts == 0) break;
+        if (!stdin_open && !quitting) break; /* engine died: leave attempts to kill_orphans */
+        int64_t next = 0;
+        for (size_t i = 0; i < n_attempts; i++)
+            if (attempts[i].kill_at_ms && (next == 0 || attempts[i].kill_at_ms < next)) next = attempts[i].kill_at_ms;
+        int timeout = -1;
+        if (next) {
+            int64_t left = next - now_ms();
+            timeout = left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+        }
+        struct pollfd fds[2] = {{sig_fd, POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
+        int rc = poll(fds, stdin_open ? 2 : 1, timeout);
+        if (rc < 0 && errno != EINTR) die("poll");
+        if (rc > 0 && fds[0].revents) {
+            struct signalfd_siginfo si;
+            while (read(sig_fd, &si, sizeof si) > 0) {
+            }
+            reap_children();
+        }
+        if (next && now_ms() >= next) {
+            int64_t now = now_ms();
+            for (size_t i = 0; i < n_attempts; i++) {
+                if (attempts[i].kill_at_ms && attempts[i].kill_at_ms <= now) {
+                    attempts[i].kill_at_ms = 0;
+                    signal_group(attempts[i].pid, SIGKILL);
+                }
+            }
+        }
+        if (rc > 0 && stdin_open && fds[1].revents) {
+            if (in_cap - in_len < 65536) {
+                in_cap = in_cap * 2 + 65536;
+                in_buf = xrealloc(in_buf, in_cap);
+            }
+            ssize_t n = read(STDIN_FILENO, in_buf + in_len, in_cap - in_len);
+            if (n < 0 && errno != EINTR && errno != EAGAIN) die("read");
+            if (n == 0) stdin_open = 0;
+            if (n > 0) in_len += (size_t)n;
+            size_t pos = 0;
+            while (in_len - pos >= 4) {
+                const unsigned char *h = in_buf + pos;
+                uint32_t len = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+                if (len > MAX_RECORD) {
+                    fprintf(stderr, "conveyor-spawner: request of %u bytes is too large\n", len);
+                    exit(2);
+                }
+                if (in_len - pos - 4 < len) break;
+                handle_request(in_buf + pos + 4, len);
+                pos += 4 + (size_t)len;
+                /* Reap between requests too, so a burst of launches cannot starve exits. */
+                reap_children();
+            }
+            memmove(in_buf, in_buf + pos, in_len - pos);
+            in_len -= pos;
+        }
+    }
+    flush_out();
+    return 0;
+}
