@@ -27,6 +27,9 @@ MAX_BODY = 1024 * 1024
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, each response waits for the
+    # client's delayed ACK (~40 ms per call over loopback).
+    disable_nagle_algorithm = True
     server_version = "conveyor-localbatch"
     engine: Engine
 

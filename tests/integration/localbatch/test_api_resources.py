@@ -129,3 +129,24 @@ def test_tags_on_every_resource_kind(live: LiveEngine) -> None:
                                         tags={f"k{i}": "v" for i in range(50)})
     assert "does not exist" in client_error(
         batch.list_tags_for_resource, resourceArn="arn:aws:batch:us-east-1:000000000000:job-queue/nope")
+
+
+def test_at_most_50_queues_and_50_environments(live: LiveEngine) -> None:
+    batch = live.batch
+    order = [{"order": 1, "computeEnvironment": "local"}]
+    for i in range(49):  # `default` is the 50th
+        batch.create_job_queue(jobQueueName=f"q{i}", priority=1, computeEnvironmentOrder=order)
+    assert "at most 50 job queues" in client_error(batch.create_job_queue, jobQueueName="one-more", priority=1,
+                                                   computeEnvironmentOrder=order)
+    for i in range(49):  # `local` is the 50th
+        batch.create_compute_environment(computeEnvironmentName=f"ce{i}", type="UNMANAGED")
+    assert "at most 50 compute environments" in client_error(
+        batch.create_compute_environment, computeEnvironmentName="one-more", type="UNMANAGED")
+    page = batch.describe_job_queues(maxResults=20)
+    assert len(page["jobQueues"]) == 20 and page["nextToken"]
+    every = [q for p in batch.get_paginator("describe_job_queues").paginate(PaginationConfig={"PageSize": 20})
+             for q in p["jobQueues"]]
+    assert len(every) == 50
+    ces = [c for p in batch.get_paginator("describe_compute_environments").paginate()
+           for c in p["computeEnvironments"]]
+    assert len(ces) == 50
