@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 import uuid
@@ -55,7 +56,7 @@ class Engine:
         self.scheduler = Scheduler(self.store, self.executor, clock or SystemClock(), self.host, self.data_dir,
                                    options)
         self.scheduler.on_commit = self._on_commit
-        self._scratch: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._scratch: queue.SimpleQueue[tuple[str, str | None] | None] = queue.SimpleQueue()
         self.scheduler.scratch_done = self._scratch.put
         self._launch_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.scheduler.launcher = self._enqueue_launches
@@ -174,13 +175,17 @@ class Engine:
 
     def _scratch_loop(self) -> None:
         while True:
-            path = self._scratch.get()
-            if path is None:
+            item = self._scratch.get()
+            if item is None:
                 return
+            path, keep_as = item
+            if keep_as is None:
+                shutil.rmtree(path, ignore_errors=True)
+                continue
             try:
-                os.rmdir(path)
+                os.rename(path, os.path.join(os.path.dirname(path), keep_as))
             except OSError:
-                pass  # not empty: kept for inspection
+                pass  # the folder stays under its scratch name
 
     # -- events ---------------------------------------------------------------------------------
     def _on_commit(self, last_seq: int, events: list[tuple[str, int, str]]) -> None:

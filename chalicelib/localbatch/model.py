@@ -131,6 +131,7 @@ class Job:
     stop_cause: str | None = None  # "timeout" | "terminate" | "reclaim" while a stop is in flight
     stop_reason: str | None = None
     deadline_ms: int | None = None
+    workdir: str = ""  # the current attempt's scratch folder
     reclaim_at_ms: int | None = None
     instance_id: str = ""
     # Array parents only.

@@ -9,6 +9,7 @@ disk first (write-ahead): after a crash the engine knows every attempt that may 
 from __future__ import annotations
 
 import heapq
+import os
 import random
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +40,14 @@ class EngineOptions:
     reclaim_window_seconds: float = 2.0  # a reclaimed attempt is lost within this time of starting
     seed: int | None = None
     group_commit_ms: int = 10  # the engine loop commits at most this long after a change
+
+
+def _is_empty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 class Scheduler:
@@ -72,7 +81,12 @@ class Scheduler:
         self._last_commit_ms = 0
         self._blocked_reported: set[str] = set()
         self.on_commit: Callable[[int, list[tuple[str, int, str]]], None] = lambda last_seq, events: None
-        self.scratch_done: Callable[[str], None] = lambda path: None
+        # (path, keep_as): the engine renames a failed attempt's scratch to keep_as (kept for
+        # inspection) or, with None, deletes a succeeded attempt's leftovers, off the hot path.
+        self.scratch_done: Callable[[tuple[str, str | None]], None] = lambda item: None
+        self._free_scratch: list[str] = []
+        self._scratch_seq = 0
+        self._boot = hex_id(6)  # scratch names never collide with a previous engine's leftovers
         # Set by the engine to fork on its own threads; None launches inline (tests, FakeExecutor).
         self.launcher: Callable[[list[LaunchRequest]], None] | None = None
         self.launched: deque[tuple[str, int, int]] = deque()  # (attempt key, pid, started at)
@@ -400,7 +414,18 @@ class Scheduler:
         )
 
     def workdir(self, job: Job) -> str:
-        return f"{self._work_root}/{job.job_id.replace(':', '_')}-{job.attempt_number}"
+        """A fresh, empty scratch folder for the job's next attempt.
+
+        Empty folders left by succeeded attempts are handed out again: on this kind of disk
+        creating and removing a folder per job costs more than the scheduling itself.
+        """
+        if not job.workdir:
+            if self._free_scratch:
+                job.workdir = self._free_scratch.pop()
+            else:
+                self._scratch_seq += 1
+                job.workdir = f"{self._work_root}/scratch-{self._boot}-{self._scratch_seq}"
+        return job.workdir
 
     def log_path(self, log_stream: str) -> str:
         return f"{self._log_root}/{log_stream}"
@@ -426,9 +451,9 @@ class Scheduler:
         if job.status is JobStatus.STARTING and info.started:
             self._mark_running(job, info.attempt_key, self.now())  # exited before its launch was noted
         del self.running[info.attempt_key]
-        self._release(job)
-        now = self.now()
         cause = job.stop_cause
+        self._release(job, succeeded=cause is None and info.started and info.exit_code == 0)
+        now = self.now()
         exit_code, reason = info.exit_code, info.reason
         if cause == "reclaim":
             status_reason, exit_code, reason = host_terminated_reason(job.instance_id), None, None
@@ -472,14 +497,21 @@ class Scheduler:
         job.exit_code = exit_code
         job.container_reason = reason
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: Job, succeeded: bool = False) -> None:
         ce = self.ces.get(job.placed_ce or "")
         if ce is not None:
             ce.used_vcpus = max(0.0, ce.used_vcpus - job.sub.resources.vcpus)
         self.ledger.give_back(job.sub.resources, job.gpu_ids)
         job.gpu_ids = ()
-        # Only empty scratch goes (off the hot path); a failed attempt's files stay for inspection.
-        self.scratch_done(self.workdir(job))
+        workdir, job.workdir = job.workdir, ""
+        if not workdir:
+            return
+        if not succeeded:
+            self.scratch_done((workdir, f"{job.job_id.replace(':', '_')}-attempt-{job.attempt_number}"))
+        elif _is_empty_dir(workdir):
+            self._free_scratch.append(workdir)
+        else:
+            self.scratch_done((workdir, None))
 
     # -- cancel and terminate -------------------------------------------------------------------
     def cancel(self, job: Job, reason: str) -> None:

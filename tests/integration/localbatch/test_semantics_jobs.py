@@ -31,8 +31,10 @@ def test_array_children_see_their_index_and_batch_variables(live: LiveEngine) ->
         assert env["AWS_BATCH_JQ_NAME"] == "default"
         assert env["AWS_BATCH_CE_NAME"] == "local"
         assert env["USER_VAR"] == "set"
+        assert report["cwd_entries"] == []  # every attempt starts in an empty scratch folder
         workdirs.add(report["cwd"])
-    assert len(workdirs) == 5  # a fresh scratch folder per attempt
+    # Attempts never share a folder at the same time; an emptied one may be handed out again.
+    assert 1 <= len(workdirs) <= 5
     assert all(Path(w).is_relative_to(live.data_dir) for w in workdirs)
 
 
