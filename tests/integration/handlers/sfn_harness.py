@@ -100,7 +100,8 @@ def canned_submit(rt: AwsRuntime, event: dict[str, Any]) -> dict[str, Any]:
     return {"runId": event["runId"], "status": "RUNNING"}
 
 
-def build(monkeypatch: Any) -> Harness:
+def build(monkeypatch: Any, tasks: dict[str, Callable[[AwsRuntime, dict[str, Any]], dict[str, Any]]] | None = None
+          ) -> Harness:
     """Creates every resource the stack would, under an active ``mock_aws(config=MOTO_CONFIG)``."""
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
@@ -135,7 +136,7 @@ def build(monkeypatch: Any) -> Harness:
                     batch=boto3.client("batch", region_name=REGION), sfn=sfn,
                     publisher=EventBridgePublisher(BUS, client=events), s3=s3)
     calls: list[str] = []
-    tasks = {**run_tasks.TASKS, "submit": canned_submit}
+    tasks = tasks or {**run_tasks.TASKS, "submit": canned_submit}
 
     def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
         event = json.loads(body)

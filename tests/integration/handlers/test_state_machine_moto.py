@@ -74,3 +74,45 @@ def test_state_transitions_do_not_grow_with_items(harness: Harness) -> None:
         counts[items] = harness.transitions(arn)
     assert counts[10] == counts[10_000]
     assert counts[10] <= 10 + 4 * len(STAGES)
+
+
+def test_the_tracker_lambda_resumes_the_waits_from_batch_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real Submit (into a recording Batch), real tracker fed Batch events; deferred join submitted by it."""
+    from chalicelib.handlers import events as event_handlers
+    from chalicelib.handlers import run_tasks
+    from chalicelib.handlers.workflow import use_runtime
+    from tests.integration.handlers.fake_batch import FakeBatch
+
+    with mock_aws(config=MOTO_CONFIG):
+        harness = build(monkeypatch, tasks=run_tasks.TASKS)
+        batch = FakeBatch()
+        harness.rt.batch = batch
+        use_runtime(harness.rt)
+        try:
+            arn = harness.start("run-live", put_manifest(harness.rt, "live", 4))
+            done: set[str] = set()
+
+            def end_recorded_jobs() -> bool:
+                """Every submitted job Batch would report (recorded by the submitter) succeeds."""
+                for job_id, job in list(batch.jobs.items()):
+                    if job_id in done or harness.rt.store.find_job(job_id) is None:
+                        continue
+                    detail = {"jobId": job_id, "jobName": job["jobName"], "status": "SUCCEEDED",
+                              "container": {"exitCode": 0}}
+                    if "arrayProperties" in job:
+                        detail["arrayProperties"] = {"size": job["arrayProperties"]["size"]}
+                    event_handlers.tracker({
+                        "version": "0", "id": job_id, "detail-type": "Batch Job State Change",
+                        "source": "aws.batch", "account": "123456789012", "time": "2026-11-25T10:00:00Z",
+                        "region": "us-east-1", "resources": [], "detail": detail,
+                    }, None)
+                    done.add(job_id)
+                return harness.rt.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING"
+
+            harness.wait_for(end_recorded_jobs, "the run to end as its jobs succeed")
+            execution = harness.finished(arn)
+        finally:
+            use_runtime(None)
+    assert execution["status"] == "SUCCEEDED", execution
+    names = sorted(job["jobName"] for job in batch.jobs.values())
+    assert any("joint" in n for n in names) and any("qc" in n for n in names) and any("align" in n for n in names)
