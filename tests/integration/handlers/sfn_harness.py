@@ -3,7 +3,8 @@
 Only the Lambda transport is canned: moto's docker-less Lambda cannot run our package, so
 its ``invoke`` is routed (per test, via monkeypatch) to ``run_tasks.TASKS`` in-process. Plan,
 wait, finalize and cleanup are the real functions against moto's S3, DynamoDB, Step
-Functions and EventBridge; Submit is a canned reply (no Batch here) that records nothing.
+Functions and EventBridge; Submit is a canned reply (no Batch here) that records nothing,
+unless a test passes the real tasks and a recording Batch client.
 """
 
 from __future__ import annotations
