@@ -116,3 +116,25 @@ def test_the_tracker_lambda_resumes_the_waits_from_batch_events(monkeypatch: pyt
     assert execution["status"] == "SUCCEEDED", execution
     names = sorted(job["jobName"] for job in batch.jobs.values())
     assert any("joint" in n for n in names) and any("qc" in n for n in names) and any("align" in n for n in names)
+
+
+def test_a_wait_that_times_out_reconciles_with_describe_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Batch event arrives: each wait times out, and one DescribeJobs round settles the stage."""
+    from chalicelib.handlers import run_tasks
+    from tests.integration.handlers.fake_batch import FakeBatch
+
+    def short_waits(rt, event):  # the real plan, with waits of seconds instead of days
+        planned = run_tasks.plan(rt, event)
+        for stage in planned["stages"]:
+            stage["timeoutSeconds"] = 5 if stage["name"] == "joint" else 1
+        return planned
+
+    with mock_aws(config=MOTO_CONFIG):
+        harness = build(monkeypatch, tasks={**run_tasks.TASKS, "plan": short_waits})
+        batch = FakeBatch(report_as="SUCCEEDED")  # the jobs finished, but their events were lost
+        harness.rt.batch = batch
+        arn = harness.start("run-quiet", put_manifest(harness.rt, "quiet", 4))
+        execution = harness.finished(arn)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert harness.calls.count("reconcile") == 3 and batch.describe_calls >= 1
+    assert {j["jobName"].rsplit("-", 1)[-1] for j in batch.jobs.values()} == {"qc", "align", "joint"}
