@@ -86,8 +86,13 @@ def use_runtime(rt: AwsRuntime | None) -> None:
 
 
 def build_runtime() -> AwsRuntime:
-    """Every port from the environment the stack set (see chalicelib.settings)."""
+    """Every port from the environment the stack set (see chalicelib.settings).
+
+    Raises:
+        SettingsError: a variable the stack always sets is missing (names each one).
+    """
     settings = get_settings()
+    settings.require("table", "bucket", "state_machine_arn", "spec_uri")
     return AwsRuntime(
         settings=settings,
         store=DynamoRunStore(settings.table, client=aws.client("dynamodb")),
