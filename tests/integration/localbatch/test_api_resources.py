@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.helpers import wait_for_status
 from tests.integration.localbatch.conftest import LiveEngine, register
 
 
@@ -68,8 +69,9 @@ def test_job_queue_lifecycle(live: LiveEngine) -> None:
     batch.delete_job_queue(jobQueue="q1")
     assert [q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]] == ["default"]
     # Jobs still in a deleted queue are terminated (they stay describable).
-    detail = batch.describe_jobs(jobs=[running])["jobs"][0]
-    assert detail["isTerminated"] or detail["status"] == "FAILED"
+    detail = wait_for_status(batch, running, "FAILED")
+    assert detail["isTerminated"] is True
+    assert detail["statusReason"] == "The job queue was deleted"
     assert "at most 3" in client_error(batch.create_job_queue, jobQueueName="many", priority=1,
                                        computeEnvironmentOrder=[{"order": i, "computeEnvironment": "local"}
                                                                 for i in range(4)])
