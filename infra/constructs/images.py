@@ -20,6 +20,7 @@ _EXCLUDE = [
     ".mypy_cache", ".ruff_cache", ".pytest_cache", "conveyor-data", "data", "bench", "docs", "tests",
     "examples/*/data", "examples/*/output", "*.egg-info", "tmp*",
 ]
+_LOCAL_ONLY = ("data", "output", "**/__pycache__", "**/*.pyc")
 RELEASE_RESOURCE_TYPE = "Custom::ConveyorRelease"
 
 
@@ -46,8 +47,9 @@ def _image_asset(
         construct_id,
         directory=str(root),
         file=f"{folder}/Dockerfile",
-        # Later patterns win: the build folder comes back even when under an excluded one.
-        exclude=[*_EXCLUDE, f"!{folder}", f"!{folder}/**"],
+        # Later patterns win: the build folder comes back even when under an excluded one,
+        # minus its local data and outputs (the genomics example keeps ~100 MB there).
+        exclude=[*_EXCLUDE, f"!{folder}", f"!{folder}/**", *(f"{folder}/{p}" for p in _LOCAL_ONLY)],
         build_args={"CONVEYOR_VERSION": version},
     )
 

@@ -142,3 +142,4 @@ def test_stage_images_build_from_the_repository_with_the_folders_dockerfile(synt
     assert (staged / "chalicelib" / "runner").is_dir()  # every job command starts with the runner
     assert (staged / sources[0]["dockerFile"]).is_file()
     assert not (staged / ".venv").exists() and not (staged / ".git").exists()
+    assert not (staged / "tests" / "integration" / "infra" / "data" / "tool" / "data").exists()
