@@ -24,8 +24,8 @@ def tasks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """
     action = str(event.get("action", ""))
     task = run_tasks.TASKS.get(action)
+    metrics.add_metric(name=f"Task_{action}" if task else "TaskRejected", unit="Count", value=1)
     if task is None:
         raise ValueError(f"action: expected one of {sorted(run_tasks.TASKS)}, got {action!r}")
     logger.append_keys(action=action, runId=event.get("runId"))
-    metrics.add_metric(name=f"Task_{action}", unit="Count", value=1)
     return task(runtime(), event)

@@ -133,3 +133,13 @@ def test_the_schedule_starts_a_run_over_the_spec_items(env) -> None:
     assert [e["name"] for e in executions] == answer["runs"]
     started = json.loads(harness.rt.sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])
     assert "items" not in started and started["source"] == "schedule"
+
+
+def test_tasks_lambda_dispatches_on_action(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-tasks")
+    answer = client.lambda_.invoke("tasks", {"action": "wait", "runId": "run-tasks", "stage": "qc",
+                                             "taskToken": "token-1"}).payload
+    assert answer == {"runId": "run-tasks", "stage": "qc", "resumed": False}
+    with pytest.raises(ValueError, match="action: expected one of"):
+        client.lambda_.invoke("tasks", {"action": "bogus"})
