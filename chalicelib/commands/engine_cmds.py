@@ -46,7 +46,10 @@ def register(commands: Any) -> None:
     logs = commands.add_parser("logs", help="print a job's log (stdout and stderr)")
     _add_target(logs)
     logs.add_argument("job_id")
-    logs.add_argument("--attempt", type=int, help="attempt number (default: the latest)")
+    logs.add_argument("--attempt", type=int, help="attempt number, 1-based (default: the latest)")
+    logs.add_argument("--aws", action="store_true",
+                      help="read the job from AWS Batch and its log from CloudWatch Logs (/aws/batch/job) "
+                           "with the usual AWS credentials and region")
     logs.set_defaults(handler=logs_command)
 
     events = commands.add_parser("events", help="print Batch Job State Change events (JSON lines)")
@@ -144,11 +147,37 @@ def jobs_command(args: argparse.Namespace) -> int:
 
 
 def logs_command(args: argparse.Namespace) -> int:
+    if args.aws:
+        return _cloudwatch_logs(args.job_id, args.attempt)
     reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
     try:
         sys.stdout.write(reader.log(args.job_id, args.attempt))
     except LookupError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cloudwatch_logs(job_id: str, attempt: int | None) -> int:
+    """`conveyor logs --aws`: the same job log, read where AWS Batch's awslogs driver put it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib import aws
+    from chalicelib.pipeline.logs_cloudwatch import JobLogError, log_stream_of, read_log_lines
+
+    try:
+        jobs = aws.client("batch").describe_jobs(jobs=[job_id])["jobs"]
+        if not jobs:
+            print(f"error: job {job_id!r} not found in AWS Batch", file=sys.stderr)
+            return 1
+        stream = log_stream_of(jobs[0], None if attempt is None else attempt - 1)
+        for line in read_log_lines(aws.client("logs"), stream):
+            print(line)
+    except JobLogError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as err:
+        print(f"error: AWS: {err}", file=sys.stderr)
         return 1
     return 0
 
