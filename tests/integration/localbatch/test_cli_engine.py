@@ -138,3 +138,16 @@ def test_serve_spot_reclaim_rate_applies_to_untagged_spot_environments(serve) ->
     detail = wait_for_status(batch, spot_job, "FAILED", deadline=20)
     assert detail["statusReason"].startswith("Host EC2 (instance i-")
     assert wait_for_status(batch, on_demand)["status"] == "SUCCEEDED"  # EC2 environments are never reclaimed
+
+
+def test_serve_on_a_busy_port_fails_cleanly(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), "--vcpus", "1",
+                       "--memory", "512", timeout=30)
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
