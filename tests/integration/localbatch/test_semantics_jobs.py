@@ -122,3 +122,19 @@ def test_python_on_path_is_the_engine_python(live: LiveEngine) -> None:
     job = live.submit("which", jd)
     wait_for_status(live.batch, job, "SUCCEEDED")
     assert Path(live.engine.read_log(job).strip()).parent == Path(PYTHON).parent
+
+
+def test_local_image_folder_is_on_path(live: LiveEngine, tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    image.mkdir()
+    tool = image / "hello-tool"
+    tool.write_text("#!/bin/sh\necho tool-ran\n")
+    tool.chmod(0o755)
+    jd = register(live.batch, "imaged", ["hello-tool"], container={"image": f"file://{image}"})
+    job = live.submit("imaged", jd)
+    wait_for_status(live.batch, job, "SUCCEEDED")
+    assert live.engine.read_log(job).strip() == "tool-ran"
+    missing = register(live.batch, "noimage", ["true"], container={"image": f"file://{tmp_path}/absent"})
+    detail = wait_for_status(live.batch, live.submit("noimage", missing), "FAILED")
+    assert detail["statusReason"] == "Task failed to start"
+    assert detail["container"]["reason"].startswith("CannotPullContainerError")
