@@ -48,7 +48,7 @@ def plan(rt: AwsRuntime, event: dict[str, Any]) -> dict[str, Any]:
     payload = validate_input(event.get("input") or {})
     request = run_request(rt, payload, str(event.get("execution", "")), load_document(rt))
     # The service's run creation without its submission: Submit is its own task.
-    run = rt.store.get_run(request.run_id) or service._create_run(rt.ports(), request)
+    run = rt.store.get_run(request.run_id) or service.create_run(rt.ports(), request)
     ctx = from_record(run)
     stages = [{"name": name, "timeoutSeconds": wait_timeout(ctx.spec, name)} for name in ctx.plan.stage_order]
     return {"runId": run.run_id, "stages": stages}

@@ -91,7 +91,7 @@ def start_run(
     """
     existing = ports.store.get_run(request.run_id)
     if existing is None:
-        existing = _create_run(ports, request)
+        existing = create_run(ports, request)
     if existing.status is not RunStatus.SUBMITTING:
         return existing
     ctx = from_record(existing)
@@ -105,7 +105,11 @@ def start_run(
     return run
 
 
-def _create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
+def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
+    """Validates, discovers items, plans, writes the manifest and records the run (SUBMITTING).
+
+    The Step Functions plan task calls this alone; `start_run` also submits.
+    """
     base_dir = Path(request.base_dir) if request.base_dir else Path.cwd()
     validate_document(request.spec, base_dir)
     spec = build_spec(request.spec, base_dir)
