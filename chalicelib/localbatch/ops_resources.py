@@ -329,7 +329,9 @@ class ResourceOperations:
         elif kind == "job-definition":
             self.s.store.save_job_definition(self.job_definition(arn, "resourceArn"))
         elif kind == "job":
-            self.s.store.save_submission_tags(self.s.jobs[name].sub)
+            sub = self.s.jobs[name].sub
+            sub.static_json = ""  # job details cache the fields a submission shares, tags included
+            self.s.store.save_submission_tags(sub)
 
     def tag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
         holder = self._tag_holder(v.require(body, "resourceArn"))

@@ -127,6 +127,8 @@ def test_tags_on_every_resource_kind(live: LiveEngine) -> None:
         batch.tag_resource(resourceArn=arn, tags={"x": "y", "z": "w"})
         batch.untag_resource(resourceArn=arn, tagKeys=["z"])
         assert batch.list_tags_for_resource(resourceArn=arn)["tags"] == {**initial, "x": "y"}
+    job_id = job_arn.rsplit("/", 1)[1]
+    assert batch.describe_jobs(jobs=[job_id])["jobs"][0]["tags"] == {"j": "1", "x": "y"}
     assert "at most 50" in client_error(batch.tag_resource, resourceArn=queue_arn,
                                         tags={f"k{i}": "v" for i in range(50)})
     assert "does not exist" in client_error(
