@@ -312,6 +312,23 @@ class Scheduler:
         job.status_reason = reason
         self._touch(job)
         self._events.append((job.job_id, self.now(), wire.queue_blocked_event_json(job, queue, self.now())))
+        # jobStateTimeLimitActions: a head job blocked for this reason too long is cancelled.
+        for action in queue.time_limit_actions:
+            if action["state"] == "RUNNABLE" and reason.startswith(action["reason"]):
+                due = self.now() + int(action["maxTimeSeconds"]) * 1000
+                heapq.heappush(self._timers, (due, "blocked", job.job_id))
+                break
+
+    def _expire_blocked(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not JobStatus.RUNNABLE or job.job_id not in self._blocked_reported:
+            return
+        queue = self.queues.get(job.sub.queue)
+        for action in queue.time_limit_actions if queue else []:
+            if action["state"] == "RUNNABLE" and (job.status_reason or "").startswith(action["reason"]):
+                job.is_cancelled = True
+                self.set_status(job, JobStatus.FAILED, job.status_reason)
+                return
 
     def _start(self, job: Job, ce: ComputeEnvironment) -> None:
         res = job.sub.resources
@@ -435,6 +452,9 @@ class Scheduler:
         now = self.now()
         while self._timers and self._timers[0][0] <= now:
             _, kind, key = heapq.heappop(self._timers)
+            if kind == "blocked":
+                self._expire_blocked(key)
+                continue
             job = self.running.get(key)
             if job is None or job.stop_cause is not None:
                 continue
