@@ -291,3 +291,14 @@ def test_malformed_content_length_is_a_client_error(live: LiveEngine) -> None:
         assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
         assert b"x-amzn-ErrorType: ClientException" in reply
     assert live.batch.describe_job_queues()["jobQueues"]
+
+
+def test_propagating_more_than_50_tags_fails_the_job(raw_batch: Any, live: LiveEngine) -> None:
+    register(live.batch, "tagged30", ["true"], tags={f"d{i}": "v" for i in range(30)})
+    job = raw_batch.submit_job(jobName="tags", jobQueue="default", jobDefinition="tagged30", propagateTags=True,
+                               tags={f"j{i}": "v" for i in range(25)})["jobId"]
+    detail = wait_for_status(live.batch, job, "FAILED")
+    assert detail["attempts"] == [] and "50" in detail["statusReason"]
+    fine = raw_batch.submit_job(jobName="tags", jobQueue="default", jobDefinition="tagged30", propagateTags=True,
+                                tags={f"d{i}": "override" for i in range(25)})["jobId"]  # same keys: 30 in all
+    wait_for_status(live.batch, fine, "SUCCEEDED")
