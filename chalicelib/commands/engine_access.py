@@ -43,6 +43,9 @@ class HttpReader:
             except ValueError:
                 message = str(err)
             raise LookupError(message) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise SystemExit(f"error: cannot reach the engine at {self.base}: "
+                             f"{getattr(err, 'reason', err)}") from None
 
     def jobs(self, status: str | None, limit: int) -> list[dict[str, Any]]:
         body: dict[str, Any] = {"jobQueue": "default", "maxResults": limit}
@@ -53,8 +56,14 @@ class HttpReader:
             body["maxResults"] = min(limit, 100)
         request = urllib.request.Request(self.base + "/v1/listjobs", data=json.dumps(body).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - user's URL
-            return json.loads(response.read())["jobSummaryList"]  # type: ignore[no-any-return]
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - user's URL
+                return json.loads(response.read())["jobSummaryList"]  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as err:
+            raise SystemExit(f"error: {json.loads(err.read() or b'{}').get('message', err)}") from None
+        except (urllib.error.URLError, OSError) as err:
+            raise SystemExit(f"error: cannot reach the engine at {self.base}: "
+                             f"{getattr(err, 'reason', err)}") from None
 
     def log(self, job_id: str, attempt: int | None) -> str:
         query = f"?attempt={attempt}" if attempt else ""

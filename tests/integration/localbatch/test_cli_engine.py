@@ -151,3 +151,16 @@ def test_serve_on_a_busy_port_fails_cleanly(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_errors_are_messages_not_tracebacks(serve) -> None:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once closed
+    for args in (["jobs"], ["logs", "x"], ["events"]):
+        done = run_cli(*args, "--endpoint-url", dead)
+        assert done.returncode != 0 and "cannot reach the engine" in done.stderr and "Traceback" not in done.stderr
+    server = serve()
+    done = run_cli("jobs", "--status", "BOGUS", "--endpoint-url", server.url)
+    assert done.returncode != 0 and "jobStatus" in done.stderr and "Traceback" not in done.stderr
