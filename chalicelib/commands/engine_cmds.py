@@ -95,6 +95,10 @@ def serve_command(args: argparse.Namespace) -> int:
     if not 0.0 <= args.spot_reclaim_rate <= 1.0:
         print("error: --spot-reclaim-rate: expected a number between 0 and 1", file=sys.stderr)
         return 2
+    problem = _serve_option_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.inbox and not args.spec:
         print("error: --inbox needs --spec (the pipeline the dropped manifests run)", file=sys.stderr)
         return 2
@@ -103,7 +107,11 @@ def serve_command(args: argparse.Namespace) -> int:
                         gpus=detected.gpus if args.gpus is None else args.gpus)
     options = EngineOptions(kill_grace_seconds=args.kill_grace, spot_reclaim_rate=args.spot_reclaim_rate,
                             seed=args.seed)
-    engine = Engine(args.data_dir, host=host, options=options).start()
+    try:
+        engine = Engine(args.data_dir, host=host, options=options).start()
+    except OSError as err:
+        print(f"error: --data-dir {args.data_dir}: {err.strerror or err}", file=sys.stderr)
+        return 2
     try:
         server = BatchHttpServer(engine, args.host, args.port).start()
     except OSError as err:
@@ -126,6 +134,21 @@ def serve_command(args: argparse.Namespace) -> int:
     server.stop()
     engine.stop()
     return 0
+
+
+def _serve_option_problem(args: argparse.Namespace) -> str | None:
+    """The first out-of-range `serve` option, described; None when all are usable."""
+    if not 0 <= args.port <= 65535:
+        return f"--port: expected 0 to 65535, got {args.port}"
+    if args.vcpus is not None and args.vcpus <= 0:
+        return f"--vcpus: expected a number greater than 0, got {args.vcpus:g}"
+    if args.memory is not None and args.memory < 4:
+        return f"--memory: expected at least 4 MiB, got {args.memory}"
+    if args.gpus is not None and args.gpus < 0:
+        return f"--gpus: expected 0 or more, got {args.gpus}"
+    if args.kill_grace < 0:
+        return f"--kill-grace: expected 0 or more seconds, got {args.kill_grace:g}"
+    return None
 
 
 def _start_inbox(args: argparse.Namespace, engine: Any, url: str, stop: threading.Event) -> threading.Thread:

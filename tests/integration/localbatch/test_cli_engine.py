@@ -118,9 +118,18 @@ def test_non_loopback_bind_needs_allow_remote(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
-def test_serve_rejects_bad_options(tmp_path: Path) -> None:
-    bad = run_cli("serve", "--spot-reclaim-rate", "2", "--port", "0", "--data-dir", str(tmp_path / "d"))
-    assert bad.returncode != 0 and "--spot-reclaim-rate" in bad.stderr
+@pytest.mark.parametrize(("option", "value"), [
+    ("--spot-reclaim-rate", "2"), ("--port", "99999"), ("--vcpus", "0"), ("--memory", "0"), ("--gpus", "-1"),
+    ("--kill-grace", "-1"), ("--data-dir", "FILE"),
+])
+def test_serve_rejects_bad_options(tmp_path: Path, option: str, value: str) -> None:
+    if value == "FILE":
+        value = str(tmp_path / "a-file")
+        Path(value).write_text("not a folder")
+    args = {"--port": "0", "--data-dir": str(tmp_path / "d"), option: value}
+    bad = run_cli("serve", *[part for pair in args.items() for part in pair], timeout=30)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(f"error: {option}") and "Traceback" not in bad.stderr
 
 
 def test_serve_spot_reclaim_rate_applies_to_untagged_spot_environments(serve) -> None:
