@@ -71,7 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         if error:
             self.send_header("x-amzn-ErrorType", error)
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":  # a HEAD answer has headers only
+            self.wfile.write(payload)
 
     def _body(self) -> Any:
         header = (self.headers.get("Content-Length") or "0").strip()

@@ -281,6 +281,21 @@ def test_wrong_methods_and_paths(live: LiveEngine) -> None:
     assert live.batch.describe_job_queues()["jobQueues"]
 
 
+def test_head_request_gets_headers_only(live: LiveEngine) -> None:
+    import http.client
+    host, port = live.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("HEAD", "/v1/describejobqueues")
+        head = connection.getresponse()
+        assert head.status == 400 and head.read() == b""
+        connection.request("POST", "/v1/describejobqueues", body=b"{}")  # same connection still in sync
+        follow = connection.getresponse()
+        assert follow.status == 200 and json.loads(follow.read())["jobQueues"]
+    finally:
+        connection.close()
+
+
 def test_malformed_content_length_is_a_client_error(live: LiveEngine) -> None:
     import socket
     host, port = live.url.removeprefix("http://").split(":")
