@@ -148,7 +148,8 @@ class JobOperations:
         # Children of an array submitted moments ago may not be spawned yet.
         parent_id, _, index = job_id.rpartition(":")
         parent = self.s.jobs.get(parent_id)
-        return bool(parent and parent.sub.array_size and index.isdigit() and int(index) < parent.sub.array_size)
+        return bool(parent and parent.sub.array_size and index.isdigit() and str(int(index)) == index
+                    and int(index) < parent.sub.array_size)  # "p:01" is no child id: it would never resolve
 
     @staticmethod
     def _effective_container(base: dict[str, Any], overrides: dict[str, Any],

@@ -453,6 +453,10 @@ def test_long_sequential_chain_failure_does_not_recurse(rig: Rig) -> None:
 
 def test_child_id_dependency(rig: Rig) -> None:
     arr = rig.submit("arr", arrayProperties={"size": 2})
+    for bad in (f"{arr}:2", f"{arr}:01", f"{arr}:-1"):
+        with pytest.raises(ClientError) as info:
+            rig.submit("bad", dependsOn=[{"jobId": bad}])
+        assert "dependsOn[0].jobId" in info.value.response["Error"]["Message"]
     one = rig.submit("one", dependsOn=[{"jobId": f"{arr}:1"}])
     rig.tick()
     rig.ex.finish(rig.key(f"{arr}:1"), 0)
