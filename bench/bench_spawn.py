@@ -1,4 +1,4 @@
-"""Bench: 2,001 `true` processes through ProcessExecutor on 2 slots vs a plain thread pool.
+"""Bench: 2,001 `true` processes through ProcessExecutor / SpawnerExecutor on 2 slots vs a plain thread pool.
 
 The baseline is what a user would write by hand: a pool of 2 threads calling
 ``subprocess.run(["true"])`` (output not captured). The executor run does what the
@@ -6,6 +6,7 @@ engine does per attempt: a fresh working folder, a log file, the tagged
 environment, the pidfd reaper and the exit callback; the next attempt is launched
 from the main thread when an exit arrives (the scheduler's role). A third run
 adds a memory limit to every attempt, so the memory monitor thread is active.
+The ``spawner`` variants run the same loop through SpawnerExecutor (the C helper).
 
 Usage: python bench/bench_spawn.py [--jobs 2001] [--runs 3] [--scratch DIR ...]
 Attempt files go under /var/tmp (ext4 here) and /dev/shm (tmpfs) by default: on
@@ -35,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chalicelib.localbatch.executor import ExitInfo, LaunchRequest, ProcessExecutor
+from chalicelib.localbatch.spawner_executor import SpawnerExecutor
 
 SLOTS = 2
 LEFTOVERS: list[str] = []
@@ -51,14 +53,15 @@ def run_baseline(jobs: int) -> float:
     return time.perf_counter() - started
 
 
-def run_executor(jobs: int, scratch: str, memory_mib: int, launchers: int = 1) -> float:
+def run_executor(jobs: int, scratch: str, memory_mib: int, launchers: int = 1,
+                 executor_class: type = ProcessExecutor) -> float:
     """Seconds for `jobs` attempts of `true` through ProcessExecutor on 2 slots.
 
     ``launchers`` threads take exits off the callback queue and launch the next
     attempt, as the engine's scheduler/launcher threads do.
     """
     root = tempfile.mkdtemp(prefix="bench-spawn-", dir=scratch)
-    executor = ProcessExecutor(f"bench-{os.getpid()}-{time.monotonic_ns()}")
+    executor = executor_class(f"bench-{os.getpid()}-{time.monotonic_ns()}")
     exits: queue.SimpleQueue[ExitInfo | None] = queue.SimpleQueue()
     executor.set_exit_callback(exits.put)
     counter = itertools.count()
@@ -125,6 +128,9 @@ def measure(jobs: int, runs: int, scratch: str) -> dict[str, object]:
         "executor": lambda: run_executor(jobs, scratch, memory_mib=0),
         "executor_memlimit": lambda: run_executor(jobs, scratch, memory_mib=2048),
         "executor_2_launchers": lambda: run_executor(jobs, scratch, memory_mib=0, launchers=2),
+        "spawner": lambda: run_executor(jobs, scratch, memory_mib=0, executor_class=SpawnerExecutor),
+        "spawner_2_launchers": lambda: run_executor(jobs, scratch, memory_mib=0, launchers=2,
+                                                    executor_class=SpawnerExecutor),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}

@@ -3,9 +3,9 @@
 Why: launching and reaping in Python (Popen, pidfd reaper, mkdir/open) costs
 about half a millisecond of GIL-held CPU per attempt, which competes with the
 scheduler thread. Here Python only encodes one request per launch; the C helper
-(``spawner.c``, protocol described there) makes the folders, forks, reaps and
-kills groups, and reports STARTED / FAILED / EXITED on a pipe that one reader
-thread turns into exit callbacks.
+(``spawner.c``, protocol described there, bytes moved by ``spawner_link``)
+makes the folders, forks, reaps and kills groups, and reports STARTED / FAILED /
+EXITED on a pipe that one reader thread turns into exit callbacks.
 
 Behaviour matches ProcessExecutor: the same child environment (built by
 ``spawn.build_child_env`` and overlaid on the spawner's environ, which is the
@@ -27,14 +27,11 @@ import itertools
 import logging
 import math
 import os
-import select
 import signal
-import struct
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.localbatch import procfs
@@ -59,73 +56,38 @@ from chalicelib.localbatch.spawn import (
     signal_group,
 )
 from chalicelib.localbatch.spawner_build import last_error, spawner_path
+from chalicelib.localbatch.spawner_link import (
+    EV_EXITED,
+    EV_FAILED,
+    EV_STARTED,
+    SpawnerLink,
+    SpawnerUnavailable,
+    encode_env,
+    encode_fail,
+    encode_kill,
+    encode_launch,
+    encode_stop,
+    fs_bytes,
+)
+
+__all__ = ["SPAWNER_LOST", "SpawnerExecutor", "SpawnerUnavailable"]
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
-HELLO_TIMEOUT_SECONDS = 10.0
-QUIT_TIMEOUT_SECONDS = 10.0
 SPAWNER_LOST = f"{START_ERROR}: the conveyor-spawner process exited unexpectedly"
 _EDITED = ("PATH", "PYTHONPATH", "CUDA_VISIBLE_DEVICES")
-_U32 = struct.Struct("<I")
-_HEADER = struct.Struct("<IBQ")  # length, type, id
-_EVENT = struct.Struct("<BQ")
-_I32 = struct.Struct("<i")
-_STOP = struct.Struct("<IBQI")
-REQ_LAUNCH, REQ_STOP, REQ_KILL, REQ_QUIT, REQ_FAIL = 1, 2, 3, 4, 5
-EV_HELLO, EV_STARTED, EV_FAILED, EV_EXITED = 0, 1, 2, 3
-
-
-class SpawnerUnavailable(Exception):
-    """The spawner could not be built or started (no compiler, exec refused, ...)."""
 
 
 @dataclass(eq=False)
 class _Attempt:
     key: str
     ident: int
-    link: _Link
+    link: SpawnerLink
     memory_limit: int  # bytes; 0 = unlimited
     waiter: Any = None  # a held lock released when the spawner answered the launch
     pid: int = 0  # 0 until STARTED
     fail_reason: str | None = None  # set when Python itself refused the launch
     oom: bool = False
-
-
-@dataclass(eq=False)
-class _Link:
-    """One spawner process and the thread reading its events."""
-
-    proc: subprocess.Popen[bytes]
-    write_fd: int
-    read_fd: int
-    reader: threading.Thread | None = None
-    quitting: bool = False
-    closed: bool = False  # our end of its stdin is closed (under write_lock): never write to a reused fd
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def encode_str(parts: list[bytes], value: bytes) -> None:
-    parts.append(_U32.pack(len(value)))
-    parts.append(value)
-
-
-def _checked(value: Any) -> bytes:
-    encoded = os.fsencode(value)
-    if b"\0" in encoded:
-        raise ValueError("embedded null byte")
-    return encoded
-
-
-def encode_env(env: dict[str, str]) -> list[bytes]:
-    """``NAME=value`` entries, refusing what execve cannot carry (like Popen does)."""
-    entries = []
-    for name, value in env.items():
-        raw_name = _checked(name)
-        if not raw_name or b"=" in raw_name:
-            raise ValueError(f"illegal environment variable name {name!r}")
-        entries.append(raw_name + b"=" + _checked(value))
-    return entries
 
 
 class SpawnerExecutor:
@@ -156,7 +118,7 @@ class SpawnerExecutor:
         self._memory_thread: threading.Thread | None = None
         self._memory_pending = threading.Event()
         self._closing = threading.Event()
-        self._link: _Link | None = self._start_link()
+        self._link: SpawnerLink | None = self._start_link()
 
     # -- Executor protocol ---------------------------------------------------
 
@@ -184,7 +146,7 @@ class SpawnerExecutor:
                 attempt.waiter.acquire()
             self._attempts[key] = attempt
             self._by_id[attempt.ident] = attempt
-        self._send(link, self._encode_launch(request, attempt))
+        link.send(self._encode_launch(request, attempt))
         if not wait:
             return 0
         attempt.waiter.acquire()  # released by the reader on STARTED / FAILED / spawner loss
@@ -197,7 +159,7 @@ class SpawnerExecutor:
         if attempt is None:
             return
         grace_ms = 0 if grace_seconds <= 0 else max(1, math.ceil(grace_seconds * 1000))
-        self._send(attempt.link, _STOP.pack(_STOP.size - 4, REQ_STOP, attempt.ident, min(grace_ms, 2**32 - 1)))
+        attempt.link.send(encode_stop(attempt.ident, grace_ms))
 
     def running(self) -> list[str]:
         with self._lock:
@@ -211,7 +173,7 @@ class SpawnerExecutor:
         keys: set[str] = set()
         deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
         link = self._link
-        exclude = {os.getpid()} | ({link.proc.pid} if link is not None else set())
+        exclude = {os.getpid()} | ({link.pid} if link is not None else set())
         for _ in range(3):  # a process forked while we were killing is caught next round
             with self._lock:  # our own live attempts (and their children) are not orphans
                 own_keys = set(self._attempts)
@@ -246,7 +208,7 @@ class SpawnerExecutor:
             self._closed = True
             link, self._link = self._link, None
         if link is not None:
-            self._quit(link)
+            link.quit()
         self._closing.set()
         self._memory_pending.set()
         if self._memory_thread is not None:
@@ -254,28 +216,10 @@ class SpawnerExecutor:
 
     # -- the spawner process -------------------------------------------------
 
-    def _start_link(self) -> _Link:
-        try:
-            proc = subprocess.Popen([self._binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    env=self._base_env, cwd="/", close_fds=True, start_new_session=True)
-        except OSError as err:
-            raise SpawnerUnavailable(f"cannot start {self._binary}: {err}") from err
-        assert proc.stdin is not None and proc.stdout is not None
-        link = _Link(proc, proc.stdin.fileno(), proc.stdout.fileno())
-        try:
-            self._read_hello(link)
-        except SpawnerUnavailable:
-            proc.kill()
-            proc.wait()
-            proc.stdin.close()
-            proc.stdout.close()
-            raise
-        link.reader = threading.Thread(target=self._read_events, args=(link,), name="conveyor-spawner-events",
-                                       daemon=True)
-        link.reader.start()
-        return link
+    def _start_link(self) -> SpawnerLink:
+        return SpawnerLink(self._binary, self._base_env, self._on_event, self._on_link_lost)
 
-    def _restart_link(self) -> _Link:
+    def _restart_link(self) -> SpawnerLink:
         # Caller holds self._lock; the previous spawner died (its attempts were reported).
         try:
             self._link = self._start_link()
@@ -284,57 +228,9 @@ class SpawnerExecutor:
         logger.warning("conveyor-spawner restarted")
         return self._link
 
-    @staticmethod
-    def _read_hello(link: _Link) -> None:
-        data = b""
-        while len(data) < 9:
-            ready, _, _ = select.select([link.read_fd], [], [], HELLO_TIMEOUT_SECONDS)
-            chunk = os.read(link.read_fd, 9 - len(data)) if ready else b""
-            if not chunk:
-                raise SpawnerUnavailable("conveyor-spawner did not say hello (exited or hung)")
-            data += chunk
-        length, kind, version = struct.unpack("<IBI", data)
-        if (length, kind, version) != (5, EV_HELLO, PROTOCOL_VERSION):
-            raise SpawnerUnavailable(f"conveyor-spawner speaks another protocol: {data!r}")
-
-    def _send(self, link: _Link, payload: bytes) -> None:
-        view = memoryview(payload)
-        with link.write_lock:
-            if link.closed:
-                return  # the reader reports what was pending
-            try:
-                while view:
-                    view = view[os.write(link.write_fd, view):]
-            except OSError as err:
-                # The spawner is gone; its reader reports every attempt still pending.
-                logger.warning("writing to conveyor-spawner failed: %s", err)
-
-    def _quit(self, link: _Link) -> None:
-        link.quitting = True
-        self._send(link, struct.pack("<IB", 1, REQ_QUIT))
-        self._close_stdin(link)
-        if link.reader is not None and link.reader is not threading.current_thread():
-            link.reader.join(QUIT_TIMEOUT_SECONDS)
-        try:
-            link.proc.wait(QUIT_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            logger.warning("conveyor-spawner did not quit; killing it")
-            link.proc.kill()
-            link.proc.wait()
-
-    @staticmethod
-    def _close_stdin(link: _Link) -> None:
-        with link.write_lock:
-            link.closed = True
-            assert link.proc.stdin is not None
-            try:
-                link.proc.stdin.close()
-            except OSError:
-                pass
-
     def _encode_launch(self, request: LaunchRequest, attempt: _Attempt) -> bytes:
         """The LAUNCH request, or a FAIL request echoing why Python refused it."""
-        reason = None
+        reason: str
         image_dir = resolve_local_image(request.image)
         if image_dir is not None and not os.path.isdir(image_dir):
             reason = f"{PULL_ERROR}: local image folder {image_dir} does not exist"
@@ -344,84 +240,42 @@ class SpawnerExecutor:
             try:
                 overlay = build_child_env(self._edited, request.env, attempt_key=request.attempt_key,
                                           token=self._token, image_dir=image_dir, gpu_ids=request.gpu_ids)
-                parts = [b"", bytes((REQ_LAUNCH,)), attempt.ident.to_bytes(8, "little")]
-                encode_str(parts, _checked(os.path.abspath(request.workdir)))
-                encode_str(parts, _checked(os.path.abspath(request.log_path)))
-                argv = [_checked(arg) for arg in request.argv]
                 program = self._executables.resolve(request.argv[0], overlay.get("PATH"))
-                encode_str(parts, _checked(program) if program else b"")
-                parts.append(_U32.pack(len(argv)))
-                for arg in argv:
-                    encode_str(parts, arg)
-                env = encode_env(overlay)
-                parts.append(_U32.pack(len(env)))
-                for entry in env:
-                    encode_str(parts, entry)
-                body_len = sum(map(len, parts))
-                parts[0] = _U32.pack(body_len)
-                return b"".join(parts)
+                return encode_launch(attempt.ident, fs_bytes(os.path.abspath(request.workdir)),
+                                     fs_bytes(os.path.abspath(request.log_path)),
+                                     fs_bytes(program) if program else b"",
+                                     [fs_bytes(arg) for arg in request.argv], encode_env(overlay))
             except (TypeError, ValueError) as err:
                 reason = describe_start_error(err)
         attempt.fail_reason = reason
-        message = reason.encode()
-        return b"".join((_HEADER.pack(1 + 8 + 4 + len(message), REQ_FAIL, attempt.ident),
-                         _U32.pack(len(message)), message))
+        return encode_fail(attempt.ident, reason)
 
     # -- events ------------------------------------------------------------------
 
-    def _read_events(self, link: _Link) -> None:
-        buffer = bytearray()
-        while True:
-            try:
-                chunk = os.read(link.read_fd, 65536)
-            except InterruptedError:
-                continue
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            buffer += chunk
-            pos = 0
-            while len(buffer) - pos >= 4:
-                (length,) = _U32.unpack_from(buffer, pos)
-                if len(buffer) - pos - 4 < length:
-                    break
-                try:
-                    self._on_event(bytes(buffer[pos + 4:pos + 4 + length]))
-                except Exception:  # edge of the reader loop: one bad handler must not stop exits
-                    logger.exception("handling a conveyor-spawner event failed")
-                pos += 4 + length
-            del buffer[:pos]
-        self._on_link_lost(link)
-
-    def _on_event(self, body: bytes) -> None:
-        kind, ident = _EVENT.unpack_from(body, 0)
+    def _on_event(self, kind: int, ident: int, value: int | str) -> None:
+        # Runs on the link's reader thread, in the order the spawner wrote the events.
         if kind == EV_STARTED:
-            (pid,) = _I32.unpack_from(body, 9)
             with self._lock:
                 attempt = self._by_id.get(ident)
                 if attempt is None:
                     return
-                attempt.pid = pid
+                attempt.pid = int(value)
             if attempt.waiter is not None:
                 attempt.waiter.release()
             if attempt.memory_limit:
                 self._start_memory_watch()
         elif kind == EV_FAILED:
-            (size,) = _U32.unpack_from(body, 9)
-            message = body[13:13 + size].decode("utf-8", "replace")
             attempt = self._forget(ident)
             if attempt is not None:
-                reason = attempt.fail_reason or f"{START_ERROR}: {message}"
+                reason = attempt.fail_reason or f"{START_ERROR}: {value}"
                 if attempt.waiter is not None:
                     attempt.waiter.release()
                 self._deliver(ExitInfo(attempt.key, exit_code=None, reason=reason, started=False))
         elif kind == EV_EXITED:
-            (code,) = _I32.unpack_from(body, 9)
             attempt = self._forget(ident)
             if attempt is not None:
-                reason = OOM_REASON if attempt.oom else None
-                self._deliver(ExitInfo(attempt.key, exit_code=code, reason=reason, started=True))
+                self._deliver(ExitInfo(attempt.key, exit_code=int(value), reason=OOM_REASON if attempt.oom else None,
+                                       started=True))
         else:
             logger.warning("unknown conveyor-spawner event %d", kind)
 
@@ -432,14 +286,14 @@ class SpawnerExecutor:
                 self._attempts.pop(attempt.key, None)
             return attempt
 
-    def _on_link_lost(self, link: _Link) -> None:
+    def _on_link_lost(self, link: SpawnerLink) -> None:
         with self._lock:
             if self._link is link:
                 self._link = None
             lost = [attempt for attempt in self._attempts.values() if attempt.link is link]
         if lost or not link.quitting:
             logger.error("conveyor-spawner (pid %d) exited unexpectedly; %d attempt(s) lost",
-                         link.proc.pid, len(lost))
+                         link.pid, len(lost))
         for attempt in lost:
             self._forget(attempt.ident)
             if attempt.pid > 0:
@@ -452,14 +306,6 @@ class SpawnerExecutor:
                 attempt.waiter.release()
             self._deliver(ExitInfo(attempt.key, exit_code=None, reason=attempt.fail_reason or SPAWNER_LOST,
                                    started=attempt.pid > 0))
-        if not link.quitting:
-            try:
-                link.proc.wait(QUIT_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                link.proc.kill()
-            self._close_stdin(link)
-        assert link.proc.stdout is not None
-        link.proc.stdout.close()
 
     def _deliver(self, info: ExitInfo) -> None:
         callback = self._callback
@@ -497,6 +343,6 @@ class SpawnerExecutor:
             if self._attempts.get(attempt.key) is not attempt:
                 return
             attempt.oom = True
-        self._send(attempt.link, _HEADER.pack(1 + 8, REQ_KILL, attempt.ident))
+        attempt.link.send(encode_kill(attempt.ident))
         logger.info("attempt %s used %d MiB over its %d MiB limit; killed",
                     attempt.key, used >> 20, attempt.memory_limit >> 20)

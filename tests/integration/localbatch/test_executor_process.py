@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.localbatch.executor import OOM_REASON, ExitInfo, LaunchError, LaunchRequest, ProcessExecutor
+from chalicelib.localbatch.executor import (
+    OOM_REASON,
+    ExitInfo,
+    LaunchError,
+    LaunchRequest,
+    ProcessExecutor,
+)
 from chalicelib.localbatch.spawner_build import last_error, spawner_path
 from chalicelib.localbatch.spawner_executor import SpawnerExecutor
 

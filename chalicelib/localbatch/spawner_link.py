@@ -1,0 +1,221 @@
+"""SpawnerLink: one conveyor-spawner process, its wire protocol and the thread reading its events.
+
+The record layouts are documented at the top of ``spawner.c``. This module
+only moves bytes: it encodes requests, writes them (one lock, never to a closed
+or reused fd), and hands each decoded event to a callback on its reader thread.
+What the events mean for attempts is SpawnerExecutor's business.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import struct
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+HELLO_TIMEOUT_SECONDS = 10.0
+QUIT_TIMEOUT_SECONDS = 10.0
+REQ_LAUNCH, REQ_STOP, REQ_KILL, REQ_QUIT, REQ_FAIL = 1, 2, 3, 4, 5
+EV_HELLO, EV_STARTED, EV_FAILED, EV_EXITED = 0, 1, 2, 3
+
+_U32 = struct.Struct("<I")
+_HEADER = struct.Struct("<IBQ")  # body length, type, attempt id
+_STOP = struct.Struct("<IBQI")
+_EVENT = struct.Struct("<BQ")
+_I32 = struct.Struct("<i")
+
+# (event type, attempt id, pid / exit code / message)
+EventHandler = Callable[[int, int, "int | str"], None]
+
+
+class SpawnerUnavailable(Exception):
+    """The spawner could not be built or started (no compiler, exec refused, ...)."""
+
+
+def fs_bytes(value: Any) -> bytes:
+    """``os.fsencode`` that refuses NUL bytes, which execve cannot carry (as Popen does)."""
+    encoded = os.fsencode(value)
+    if b"\0" in encoded:
+        raise ValueError("embedded null byte")
+    return encoded
+
+
+def encode_env(env: Mapping[str, str]) -> list[bytes]:
+    """``NAME=value`` entries; a name that is empty or holds '=' is refused like Popen does.
+
+    Raises:
+        TypeError: a name or value is not a string.
+        ValueError: an illegal name, or a NUL byte.
+    """
+    entries = []
+    for name, value in env.items():
+        raw_name = fs_bytes(name)
+        if not raw_name or b"=" in raw_name:
+            raise ValueError(f"illegal environment variable name {name!r}")
+        entries.append(raw_name + b"=" + fs_bytes(value))
+    return entries
+
+
+def encode_launch(ident: int, workdir: bytes, log_path: bytes, program: bytes, argv: Iterable[bytes],
+                  env: list[bytes]) -> bytes:
+    """LAUNCH; an empty ``program`` makes the child search argv[0] on its own PATH."""
+    argv = list(argv)
+    parts = [b"", bytes((REQ_LAUNCH,)), ident.to_bytes(8, "little")]
+    for value in (workdir, log_path, program):
+        parts += (_U32.pack(len(value)), value)
+    for items in (argv, env):
+        parts.append(_U32.pack(len(items)))
+        for value in items:
+            parts += (_U32.pack(len(value)), value)
+    parts[0] = _U32.pack(sum(map(len, parts)))
+    return b"".join(parts)
+
+
+def encode_fail(ident: int, message: str) -> bytes:
+    raw = message.encode()
+    return _HEADER.pack(1 + 8 + 4 + len(raw), REQ_FAIL, ident) + _U32.pack(len(raw)) + raw
+
+
+def encode_stop(ident: int, grace_ms: int) -> bytes:
+    return _STOP.pack(_STOP.size - 4, REQ_STOP, ident, max(0, min(grace_ms, 2**32 - 1)))
+
+
+def encode_kill(ident: int) -> bytes:
+    return _HEADER.pack(1 + 8, REQ_KILL, ident)
+
+
+def decode_event(body: bytes) -> tuple[int, int, int | str]:
+    """Returns (type, attempt id, value): pid for STARTED, code for EXITED, text for FAILED."""
+    kind, ident = _EVENT.unpack_from(body, 0)
+    if kind == EV_FAILED:
+        (size,) = _U32.unpack_from(body, 9)
+        return kind, ident, body[13:13 + size].decode("utf-8", "replace")
+    return kind, ident, _I32.unpack_from(body, 9)[0]
+
+
+class SpawnerLink:
+    """Starts the spawner, checks its HELLO and reads its events on a daemon thread.
+
+    Raises:
+        SpawnerUnavailable: it cannot be executed or does not answer.
+    """
+
+    def __init__(self, binary: str, env: Mapping[str, str], on_event: EventHandler,
+                 on_lost: Callable[[SpawnerLink], None]) -> None:
+        try:
+            # Own session: a terminal's Ctrl-C is for the engine, which then sends QUIT.
+            self.proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(env),
+                                         cwd="/", close_fds=True, start_new_session=True)
+        except OSError as err:
+            raise SpawnerUnavailable(f"cannot start {binary}: {err}") from err
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._write_fd = self.proc.stdin.fileno()
+        self._read_fd = self.proc.stdout.fileno()
+        self._write_lock = threading.Lock()
+        self._closed = False  # our end of its stdin is closed: never write to a reused fd number
+        self.quitting = False
+        try:
+            self._read_hello()
+        except (SpawnerUnavailable, OSError) as err:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.stdin.close()
+            self.proc.stdout.close()
+            raise SpawnerUnavailable(str(err)) from err
+        self._on_event = on_event
+        self._on_lost = on_lost
+        self.reader = threading.Thread(target=self._read_events, name="conveyor-spawner-events", daemon=True)
+        self.reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, payload: bytes) -> None:
+        """Writes one request; a dead spawner is logged here and reported by the reader."""
+        view = memoryview(payload)
+        with self._write_lock:
+            if self._closed:
+                return
+            try:
+                while view:
+                    view = view[os.write(self._write_fd, view):]
+            except OSError as err:
+                logger.warning("writing to conveyor-spawner failed: %s", err)
+
+    def quit(self) -> None:
+        """QUIT: the spawner kills every group, reports their exits and ends; waits for that."""
+        self.quitting = True
+        self.send(struct.pack("<IB", 1, REQ_QUIT))
+        self.close_stdin()
+        if self.reader is not threading.current_thread():
+            self.reader.join(QUIT_TIMEOUT_SECONDS)
+        try:
+            self.proc.wait(QUIT_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            logger.warning("conveyor-spawner did not quit; killing it")
+            self.proc.kill()
+            self.proc.wait()
+
+    def close_stdin(self) -> None:
+        with self._write_lock:
+            self._closed = True
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def _read_hello(self) -> None:
+        data = b""
+        while len(data) < 9:
+            ready, _, _ = select.select([self._read_fd], [], [], HELLO_TIMEOUT_SECONDS)
+            chunk = os.read(self._read_fd, 9 - len(data)) if ready else b""
+            if not chunk:
+                raise SpawnerUnavailable("conveyor-spawner did not say hello (exited or hung)")
+            data += chunk
+        if struct.unpack("<IBI", data) != (5, EV_HELLO, PROTOCOL_VERSION):
+            raise SpawnerUnavailable(f"conveyor-spawner speaks another protocol: {data!r}")
+
+    def _read_events(self) -> None:
+        buffer = bytearray()
+        while True:
+            try:
+                chunk = os.read(self._read_fd, 65536)
+            except InterruptedError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            buffer += chunk
+            pos = 0
+            while len(buffer) - pos >= 4:
+                (length,) = _U32.unpack_from(buffer, pos)
+                if len(buffer) - pos - 4 < length:
+                    break
+                try:
+                    self._on_event(*decode_event(bytes(buffer[pos + 4:pos + 4 + length])))
+                except Exception:  # edge of the reader loop: one bad handler must not stop exits
+                    logger.exception("handling a conveyor-spawner event failed")
+                pos += 4 + length
+            del buffer[:pos]
+        try:
+            self._on_lost(self)
+        finally:
+            if not self.quitting:
+                self.close_stdin()
+                try:
+                    self.proc.wait(QUIT_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
