@@ -165,7 +165,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
 
 def run_cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(conveyor_argv(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env=env)
+                          env=env, check=False)
 
 
 def pid_alive(pid: int) -> bool:

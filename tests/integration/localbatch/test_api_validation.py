@@ -276,7 +276,7 @@ def test_wrong_methods_and_paths(live: LiveEngine) -> None:
                          ("PUT", "/v1/tags/arn:aws:batch:us-east-1:000000000000:job-queue/default"),
                          ("PATCH", "/v1/submitjob"),
                          ("GET", "/logs/no-such-job"), ("GET", "/events?after=abc")):
-        status, headers, _ = post(live.url + path, b"" if method != "PUT" else b"{}", method=method)
+        status, _, _ = post(live.url + path, b"" if method != "PUT" else b"{}", method=method)
         assert status == 400, (method, path, status)
     assert live.batch.describe_job_queues()["jobQueues"]
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for_status
-from tests.integration.localbatch.conftest import REPO, boto_batch, conveyor_argv, register, run_cli
+from tests.integration.localbatch.conftest import (
+    REPO,
+    boto_batch,
+    conveyor_argv,
+    register,
+    run_cli,
+)
 
 AWS = Path(sys.executable).parent / "aws"
 
@@ -21,7 +27,7 @@ def aws(url: str, *args: str) -> dict:
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
     env.pop("AWS_SESSION_TOKEN", None)
     done = subprocess.run([str(AWS), "batch", *args, "--endpoint-url", url, "--region", "us-east-1",
-                           "--output", "json"], capture_output=True, text=True, timeout=60, env=env)
+                           "--output", "json"], capture_output=True, text=True, timeout=60, env=env, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout) if done.stdout.strip() else {}
 
@@ -44,7 +50,7 @@ def test_aws_cli_is_a_second_client(serve) -> None:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "d", "AWS_SECRET_ACCESS_KEY": "d"}
     bad = subprocess.run([str(AWS), "batch", "describe-jobs", "--jobs", *[f"j{i}" for i in range(101)],
                           "--endpoint-url", server.url, "--region", "us-east-1"],
-                         capture_output=True, text=True, timeout=60, env=env)
+                         capture_output=True, text=True, timeout=60, env=env, check=False)
     assert bad.returncode != 0
     assert "ClientException" in bad.stderr and "100" in bad.stderr
 
@@ -52,8 +58,8 @@ def test_aws_cli_is_a_second_client(serve) -> None:
 def test_logs_events_and_jobs_commands(serve, tmp_path: Path) -> None:
     server = serve()
     batch = boto_batch(server.url)
-    jd = register(batch, "talk", ["sh", "-c", 'echo "out $AWS_BATCH_JOB_ATTEMPT"; echo "err" >&2; '
-                                             'test "$AWS_BATCH_JOB_ATTEMPT" -ge 2'])
+    jd = register(batch, "talk", ["sh", "-c", ('echo "out $AWS_BATCH_JOB_ATTEMPT"; echo "err" >&2; '
+                                              'test "$AWS_BATCH_JOB_ATTEMPT" -ge 2')])
     job = batch.submit_job(jobName="talker", jobQueue="default", jobDefinition=jd,
                            retryStrategy={"attempts": 2})["jobId"]
     wait_for_status(batch, job, "SUCCEEDED")

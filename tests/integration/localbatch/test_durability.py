@@ -8,7 +8,13 @@ from pathlib import Path
 
 from tests.helpers import wait_for_status, wait_until
 from tests.integration.localbatch.conftest import (
-    JOBS, boto_batch, kill_group_quietly, pid_alive, register, stop_serve, wait_file,
+    JOBS,
+    boto_batch,
+    kill_group_quietly,
+    pid_alive,
+    register,
+    stop_serve,
+    wait_file,
 )
 
 HOST_LOST = {"attempts": 2, "evaluateOnExit": [{"action": "RETRY", "onStatusReason": "Host EC2*"},

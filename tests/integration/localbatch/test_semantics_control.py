@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.helpers import wait_for_status, wait_until
-from tests.integration.localbatch.conftest import JOBS, LiveEngine, pid_alive, register, wait_file
+from tests.integration.localbatch.conftest import (
+    JOBS,
+    LiveEngine,
+    pid_alive,
+    register,
+    wait_file,
+)
 
 
 def test_terminate_running_job_sends_sigterm(live: LiveEngine) -> None:

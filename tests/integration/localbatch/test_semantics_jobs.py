@@ -88,8 +88,8 @@ def test_dependency_chain_and_failure_reason(live: LiveEngine) -> None:
 
 
 def test_retry_on_exit_code_then_succeed(live: LiveEngine) -> None:
-    jd = register(live.batch, "flaky", ["sh", "-c", 'echo "attempt $AWS_BATCH_JOB_ATTEMPT"; '
-                                                    'test "$AWS_BATCH_JOB_ATTEMPT" -ge 2 || exit 3'])
+    jd = register(live.batch, "flaky", ["sh", "-c", ('echo "attempt $AWS_BATCH_JOB_ATTEMPT"; '
+                                                     'test "$AWS_BATCH_JOB_ATTEMPT" -ge 2 || exit 3')])
     strategy = {"attempts": 3, "evaluateOnExit": [{"action": "RETRY", "onExitCode": "3"},
                                                    {"action": "EXIT", "onReason": "*"}]}
     job = live.submit("flaky", jd, retryStrategy=strategy)

@@ -6,7 +6,13 @@ import json
 
 from chalicelib.localbatch import arns, wire
 from chalicelib.localbatch.model import (
-    ComputeEnvironment, Job, JobDefinition, JobQueue, JobStatus, Resources, Submission,
+    ComputeEnvironment,
+    Job,
+    JobDefinition,
+    JobQueue,
+    JobStatus,
+    Resources,
+    Submission,
 )
 
 
