@@ -44,4 +44,20 @@ def wait_for_status(client: Any, job_id: str, statuses: str | Iterable[str] = TE
     try:
         return wait_until(reached, deadline, f"job {job_id} to reach {sorted(wanted)}")
     except AssertionError as err:
-        raise AssertionError(f"{err}; last seen {last.get('status')} ({last.get('statusReason')})") from None
+        raise AssertionError(f"{err}; last seen {explain(client, last)}") from None
+
+
+def explain(client: Any, job: dict[str, Any]) -> str:
+    """A job's status, reasons and exit codes (and its first children's, for an array) for failure messages."""
+    def one(detail: dict[str, Any]) -> str:
+        container = detail.get("container") or {}
+        attempts = [(a.get("statusReason"), (a.get("container") or {}).get("exitCode"),
+                     (a.get("container") or {}).get("reason")) for a in detail.get("attempts") or []]
+        return (f"{detail.get('jobId')} {detail.get('status')} ({detail.get('statusReason')}; "
+                f"exitCode={container.get('exitCode')}, reason={container.get('reason')}, attempts={attempts})")
+    text = one(job)
+    size = (job.get("arrayProperties") or {}).get("size")
+    if size:
+        ids = [f"{job['jobId']}:{i}" for i in range(min(size, 10))]
+        text += "; children: " + "; ".join(one(c) for c in client.describe_jobs(jobs=ids)["jobs"])
+    return text
