@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import urllib.request
 from pathlib import Path
 
 from tests.helpers import wait_for_status, wait_until
@@ -71,6 +73,12 @@ def test_kill_9_loses_no_job_and_recovers_running_attempts(serve, tmp_path: Path
         assert not list(marks.glob("*-OVERLAP")), [p.read_text() for p in marks.glob("*-OVERLAP")]
         for job in [*queued, dependent, *(f"{array}:{i}" for i in range(3))]:
             assert (marks / f"once-{job}").read_text() == "ran\n"  # ran to its final state exactly once
+        # The event log survived too: each job's last state change is its final DescribeJobs detail.
+        with urllib.request.urlopen(f"{second.url}/events?after=0&limit=10000", timeout=30) as response:
+            events = json.loads(response.read())["events"]
+        last = {e["detail"]["jobId"]: e["detail"] for e in events if e["detail-type"] == "Batch Job State Change"}
+        for detail in batch.describe_jobs(jobs=accepted)["jobs"]:
+            assert last[detail["jobId"]] == detail
     finally:
         for pid in pids.values():
             kill_group_quietly(pid)
