@@ -144,6 +144,10 @@ class Scheduler:
         self._fire_timers()
         self._place()
         if self._launches:
+            # Write-ahead: an attempt is on disk before its process exists. Otherwise an
+            # attempt that starts and ends inside the group-commit window leaves no trace,
+            # and after a kill -9 the job runs again as attempt 1.
+            self.commit()
             self._dispatch_launches()
         # Group commit: state changes and their events reach SQLite together, at most
         # group_commit_ms after they happen, so one transaction carries many jobs. A crash

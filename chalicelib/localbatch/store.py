@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
 
 _STATE_FIELDS = ("status_reason", "started_at", "stopped_at", "attempts", "exit_code",
                  "container_reason", "log_stream", "is_cancelled", "is_terminated", "cancel_reason",
-                 "created_at", "instance_id", "placed_ce")
+                 "created_at", "instance_id", "placed_ce", "summary_at")  # summary_at: array parents
 
 
 class Store:

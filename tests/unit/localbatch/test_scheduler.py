@@ -743,3 +743,52 @@ def test_clean_stop_keeps_every_change(tmp_path: Path) -> None:
         assert [e["detail"]["status"] for e in again.events() if e["detail"]["jobId"] == job][-1] == "SUCCEEDED"
     finally:
         again.engine.stop()
+
+
+def test_restart_keeps_array_details_identical(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path / "engine")
+    rig.register()
+    parent = rig.submit("arr", arrayProperties={"size": 2})
+    rig.tick()
+    for i in range(2):
+        rig.ex.finish(rig.key(f"{parent}:{i}"), 0)
+    rig.tick()
+    before = rig.job(parent)
+    assert before["status"] == "SUCCEEDED" and "statusSummaryLastUpdatedAt" in before["arrayProperties"]
+    rig.engine.stop()
+    again = make_rig(tmp_path / "engine")
+    try:
+        assert again.job(parent) == before
+        last = [e for e in again.events() if e["detail"]["jobId"] == parent][-1]
+        assert last["detail"] == before
+    finally:
+        again.engine.stop()
+
+
+def test_crash_after_an_unrecorded_run_does_not_rerun_it_as_attempt_1(tmp_path: Path) -> None:
+    """Write-ahead: a launched attempt must be on disk before its process exists (reference: durability).
+
+    The engine is abandoned without stop() (as a kill -9 would), right after a tick that
+    launched an attempt which then finished. On restart the job must not silently run
+    again as a first attempt.
+    """
+    rig = make_rig(tmp_path / "engine")
+    rig.register()
+    job = rig.submit()
+    scheduler = rig.engine.scheduler
+    with rig.engine.lock:
+        scheduler.tick(scheduler.options.group_commit_ms)  # as the engine loop ticks; launches the attempt
+    assert rig.key(job) in rig.ex.live
+    rig.ex.finish(rig.key(job), 0)
+    with rig.engine.lock:
+        scheduler.tick(scheduler.options.group_commit_ms)  # SUCCEEDED in memory
+    assert scheduler.jobs[job].status.value == "SUCCEEDED"  # not through the API: a call would commit
+    # kill -9: no stop(), nothing more is written. A new engine opens the same data dir.
+    again = make_rig(tmp_path / "engine")
+    try:
+        again.engine.start()
+        again.tick()
+        relaunched_as_first = again.key(job, 1) in again.ex.requests
+        assert not relaunched_as_first, "the job ran again as attempt 1 with no record of the first run"
+    finally:
+        again.engine.stop()
