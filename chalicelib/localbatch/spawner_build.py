@@ -73,6 +73,19 @@ def _fail(reason: str) -> None:
     logger.info("conveyor-spawner unavailable: %s", reason)
 
 
+def _owned_by_us(path: Path) -> bool:
+    """We only run a binary nobody else could have planted (think /tmp)."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        _fail(f"cannot stat {path}: {err}")
+        return False
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        _fail(f"{path} is not owned by us or is writable by others; not running a binary from it")
+        return False
+    return True
+
+
 def _build_into(folder: Path) -> str | None:
     try:
         source = SOURCE.read_bytes()
@@ -80,14 +93,20 @@ def _build_into(folder: Path) -> str | None:
         _fail(f"cannot read {SOURCE}: {err}")
         return None
     target = folder / binary_name(source)
-    if os.access(target, os.X_OK):
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        _fail(f"cannot create {folder}: {err}")
+        return None
+    if not _owned_by_us(folder):
+        return None
+    if os.access(target, os.X_OK) and _owned_by_us(target):
         return str(target)
     compiler = find_compiler()
     if compiler is None:
         _fail("no C compiler (cc, gcc or clang) on PATH")
         return None
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temp = tempfile.mkstemp(prefix=f".{target.name}-", dir=folder)
         os.close(fd)
     except OSError as err:

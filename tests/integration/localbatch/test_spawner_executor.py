@@ -78,6 +78,17 @@ def test_the_binary_is_built_once_per_source_and_cached(tmp_path: Path, monkeypa
     assert [entry.name for entry in (tmp_path / "cache" / "conveyor").iterdir()] == [Path(path).name]
 
 
+def test_a_cache_folder_others_can_write_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "cache" / "conveyor"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    path = spawner_build.spawner_path()
+    assert "writable by others" in spawner_build.last_error()
+    assert path is not None and Path(path).parent == tmp_path / "tmp" / f"conveyor-{os.getuid()}"
+
+
 def test_without_a_compiler_auto_falls_back_and_spawner_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
