@@ -792,3 +792,13 @@ def test_crash_after_an_unrecorded_run_does_not_rerun_it_as_attempt_1(tmp_path: 
         assert not relaunched_as_first, "the job ran again as attempt 1 with no record of the first run"
     finally:
         again.engine.stop()
+
+
+def test_fractional_vcpus_pack_the_host(rig: Rig) -> None:
+    rig.register("half", vcpus="0.5")
+    jobs = [rig.submit(f"h{i}", jd="half") for i in range(5)]
+    rig.tick()
+    assert [rig.status(j) for j in jobs] == ["RUNNING"] * 4 + ["RUNNABLE"]
+    rig.ex.finish(rig.key(jobs[0]), 0)
+    rig.tick()
+    assert rig.status(jobs[4]) == "RUNNING"
