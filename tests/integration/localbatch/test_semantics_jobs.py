@@ -138,3 +138,12 @@ def test_local_image_folder_is_on_path(live: LiveEngine, tmp_path: Path) -> None
     detail = wait_for_status(live.batch, live.submit("noimage", missing), "FAILED")
     assert detail["statusReason"] == "Task failed to start"
     assert detail["container"]["reason"].startswith("CannotPullContainerError")
+
+
+def test_ref_is_substituted_in_the_command_only(live: LiveEngine) -> None:
+    jd = register(live.batch, "envref", ["sh", "-c", 'echo "$X" Ref::p'], parameters={"p": "val"},
+                  container={"environment": [{"name": "X", "value": "Ref::p"}]})
+    job = live.submit("envref", jd)
+    wait_for_status(live.batch, job, "SUCCEEDED")
+    # sh -c gets one string: an in-string placeholder is replaced there; the environment keeps it literally.
+    assert live.engine.read_log(job).strip() == "Ref::p val"
