@@ -351,8 +351,8 @@ static char **path_candidates(const char *name, char **env) {
 }
 
 /* Runs in the vfork child: only async-signal-safe calls, no heap, no stdio. */
-static void child_exec(const char *workdir, int log_fd, char **argv, char **env, const char *exec_path,
-                       char **candidates) {
+static void __attribute__((noreturn)) child_exec(const char *workdir, int log_fd, char **argv, char **env,
+                                                 const char *exec_path, char **candidates) {
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
@@ -385,6 +385,15 @@ static void child_exec(const char *workdir, int log_fd, char **argv, char **env,
 fail:
     child_errno = errno ? errno : ENOEXEC;
     _exit(127);
+}
+
+/* vfork() lives in its own small frame, so no local of handle_launch is live
+ * across the "returns twice" point (where the compiler may not keep it intact). */
+static pid_t __attribute__((noinline)) spawn_child(const char *workdir, int log_fd, char **argv, char **env,
+                                                   const char *program, char **candidates) {
+    pid_t pid = vfork();
+    if (pid == 0) child_exec(workdir, log_fd, argv, env, program, candidates);
+    return pid;
 }
 
 static void handle_launch(reader_t *r) {
@@ -426,8 +435,7 @@ static void handle_launch(reader_t *r) {
 
     child_errno = 0;
     child_stage = 0;
-    pid_t pid = vfork();
-    if (pid == 0) child_exec(workdir, log_fd, argv, env, program, candidates);
+    pid_t pid = spawn_child(workdir, log_fd, argv, env, program, candidates);
     if (pid < 0) {
         emit_failed(id, "fork", 4, strerror(errno));
     } else if (child_errno != 0) {
@@ -599,5 +607,8 @@ int main(void) {
         }
     }
     flush_out();
+    free(in_buf);
+    free(out_buf);
+    free(attempts);
     return 0;
 }
