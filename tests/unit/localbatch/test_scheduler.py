@@ -802,3 +802,16 @@ def test_fractional_vcpus_pack_the_host(rig: Rig) -> None:
     rig.ex.finish(rig.key(jobs[0]), 0)
     rig.tick()
     assert rig.status(jobs[4]) == "RUNNING"
+
+
+def test_disabled_queue_refuses_new_jobs_but_runs_queued_ones(rig: Rig) -> None:
+    jobs = [rig.submit(f"j{i}") for i in range(3)]
+    rig.tick()
+    rig.batch.update_job_queue(jobQueue="default", state="DISABLED")
+    with pytest.raises(ClientError) as info:
+        rig.submit("late")
+    assert "DISABLED" in info.value.response["Error"]["Message"]
+    for job in jobs[:2]:
+        rig.ex.finish(rig.key(job), 0)
+    rig.tick()
+    assert rig.status(jobs[2]) == "RUNNING"
