@@ -364,7 +364,10 @@ def make_executor(engine_token: str, kind: str = "auto") -> Executor:
     if kind == "process":
         return ProcessExecutor(engine_token)
     if kind in ("auto", "spawner"):
-        from chalicelib.localbatch.spawner_executor import SpawnerExecutor, SpawnerUnavailable
+        from chalicelib.localbatch.spawner_executor import (
+            SpawnerExecutor,
+            SpawnerUnavailable,
+        )
 
         try:
             return SpawnerExecutor(engine_token)
