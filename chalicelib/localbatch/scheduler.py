@@ -8,6 +8,7 @@ disk first (write-ahead): after a crash the engine knows every attempt that may 
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import os
 import random
@@ -144,10 +145,11 @@ class Scheduler:
         self._fire_timers()
         self._place()
         if self._launches:
-            # Write-ahead: an attempt is on disk before its process exists. Otherwise an
-            # attempt that starts and ends inside the group-commit window leaves no trace,
-            # and after a kill -9 the job runs again as attempt 1.
-            self.commit()
+            # No commit before launching: every attempt's log file is created by the executor
+            # before its process starts, at a path derived from the attempt (log_stream_for),
+            # so it is the attempt's durable trace. After a kill -9, an attempt that started
+            # (and maybe ended) inside the group-commit window is found by that file and ends
+            # as a lost host; it never silently runs again as the same attempt.
             self._dispatch_launches()
         # Group commit: state changes and their events reach SQLite together, at most
         # group_commit_ms after they happen, so one transaction carries many jobs. A crash
@@ -343,15 +345,11 @@ class Scheduler:
         job.exit_code = None
         job.container_reason = None
         job.stop_cause = None
-        task_id = hex_id(32)
-        job.log_stream = f"{self._definition_name(job)[:200]}/default/{task_id}"
+        job.log_stream = self.log_stream_for(job, job.attempt_number)
         self._blocked_reported.discard(job.job_id)
         job.status_reason = None
         self.set_status(job, JobStatus.STARTING)
         self._launches.append(job)
-
-    def _definition_name(self, job: Job) -> str:
-        return job.sub.job_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0]
 
     def attempt_key(self, job: Job) -> str:
         return f"{job.job_id}#{job.attempt_number}"
@@ -448,6 +446,16 @@ class Scheduler:
                 job.workdir = f"{self._work_root}/scratch-{self._boot}-{self._scratch_seq}"
         return job.workdir
 
+    @staticmethod
+    def log_stream_for(job: Job, attempt: int) -> str:
+        """`<definition name>/default/<task id>`, the task id derived from the attempt.
+
+        Deterministic on purpose: the log file at this path is the attempt's durable trace.
+        """
+        definition = job.sub.job_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+        task_id = hashlib.blake2b(f"{job.job_id}#{attempt}".encode(), digest_size=16).hexdigest()
+        return f"{definition[:200]}/default/{task_id}"
+
     def log_path(self, log_stream: str) -> str:
         return f"{self._log_root}/{log_stream}"
 
@@ -496,7 +504,8 @@ class Scheduler:
         retryable = cause not in ("timeout", "terminate") and not job.is_cancelled
         if retryable and retry.should_retry(job.sub.retry_strategy, len(job.attempts),
                                             status_reason=status_reason, reason=reason, exit_code=exit_code):
-            self.set_status(job, JobStatus.RUNNABLE, status_reason)
+            # PENDING only for an attempt recovered from a crash whose dependencies are unmet again.
+            self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE, status_reason)
         else:
             if cause == "terminate":
                 job.is_terminated = True
@@ -595,13 +604,20 @@ class Scheduler:
         committed yet: those end as lost hosts too instead of silently running again.
         """
         recorded = {job.job_id for job in jobs}
-        for key in orphan_keys:
-            job = self.jobs.get(key.rsplit("#", 1)[0])
-            if job is not None and job.job_id not in recorded and job.status is JobStatus.RUNNABLE:
-                job.status = JobStatus.RUNNING  # its STARTING/RUNNING events never reached the log
-                job.instance_id = job.instance_id or "i-" + hex_id(17)
-                jobs.append(job)
-                recorded.add(job.job_id)
+        unrecorded = [self.jobs.get(key.rsplit("#", 1)[0]) for key in orphan_keys]
+        waiting = (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE)
+        unrecorded += [job for job in self.jobs.values() if job.status in waiting and not job.is_parent
+                       and os.path.exists(self.log_path(self.log_stream_for(job, job.attempt_number)))]
+        for job in unrecorded:
+            if job is None or job.job_id in recorded or job.status not in waiting:
+                continue
+            # Launched inside the last group-commit window: its STARTING/RUNNING never reached the store.
+            job.status = JobStatus.RUNNING
+            job.instance_id = job.instance_id or "i-" + hex_id(17)
+            job.log_stream = self.log_stream_for(job, job.attempt_number)
+            job.started_at = job.started_at or self.now()
+            jobs.append(job)
+            recorded.add(job.job_id)
         for job in jobs:
             res = job.sub.resources
             job.gpu_ids = self.ledger.take(res)

@@ -35,6 +35,9 @@ class FakeExecutor:
 
     def launch(self, request: LaunchRequest) -> int:
         assert request.attempt_key not in self.live, "an attempt key was launched twice"
+        # Like the real executors: the attempt's log file exists before its process starts.
+        Path(request.log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(request.log_path).touch()
         self.requests[request.attempt_key] = request
         self.order.append(request.attempt_key)
         self.live.add(request.attempt_key)
