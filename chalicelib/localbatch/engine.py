@@ -59,7 +59,10 @@ class Engine:
         self._scratch: queue.SimpleQueue[tuple[str, str | None] | None] = queue.SimpleQueue()
         self.scheduler.scratch_done = self._scratch.put
         self._launch_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.scheduler.launcher = self._enqueue_launches
+        # An executor that launches without blocking is called inline from the tick; others
+        # fork on launcher threads so a tick never waits for fork/exec.
+        self._inline = hasattr(self.executor, "launch_nowait")
+        self.scheduler.launcher = None if self._inline else self._enqueue_launches
         self.service = BatchService(self.scheduler, self.lock, self._wake.set)
         self.executor.set_exit_callback(self._on_exit)
         self._subscribers: list[Subscriber] = []
@@ -70,6 +73,7 @@ class Engine:
         self._job_readers: collections.Counter[str] = collections.Counter()
         self._job_last_seq: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
+        self._started = False
         with self.lock:
             lost = load_state(self.scheduler, self.store)
             self._ensure_defaults()
@@ -110,7 +114,9 @@ class Engine:
             self._lost = []
             self.scheduler.commit()
         loops = [(self._loop, "scheduler"), (self._dispatch_loop, "events"), (self._scratch_loop, "scratch")]
-        loops += [(self._launch_loop, f"launcher-{n}") for n in range(LAUNCHER_THREADS)]
+        if not self._inline:
+            loops += [(self._launch_loop, f"launcher-{n}") for n in range(LAUNCHER_THREADS)]
+        self._started = True
         for target, name in loops:
             thread = threading.Thread(target=target, name=f"localbatch-{name}", daemon=True)
             thread.start()
@@ -138,8 +144,22 @@ class Engine:
         self.stop()
 
     def _on_exit(self, info: ExitInfo) -> None:
-        self.scheduler.exits.append(info)
-        self._wake.set()
+        """Ends the attempt and starts what can start, right here on the executor's thread.
+
+        Handing the exit to the scheduler thread would add two thread wake-ups to every
+        job's path from one process ending to the next one starting.
+        """
+        scheduler = self.scheduler
+        scheduler.exits.append(info)
+        if self._stopping.is_set() or not self._started:
+            self._wake.set()
+            return
+        try:
+            with self.lock:
+                scheduler.tick(scheduler.options.group_commit_ms)
+        except Exception:  # noqa: BLE001 - the executor's thread must survive; logged with context
+            logger.exception("scheduler tick on exit failed")
+        self._wake.set()  # the loop owns timers and the pending group commit
 
     def _loop(self) -> None:
         scheduler = self.scheduler

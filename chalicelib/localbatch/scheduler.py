@@ -371,9 +371,14 @@ class Scheduler:
         self._drain_launched()
 
     def launch_one(self, request: LaunchRequest) -> int:
-        """Starts one attempt; any launch failure becomes the attempt's failed start."""
+        """Starts one attempt; any launch failure becomes the attempt's failed start.
+
+        An executor that can hand a launch off without waiting (the spawner) is used that
+        way: the tick never blocks on a fork, and a failed start arrives as an exit.
+        """
+        launch = getattr(self.executor, "launch_nowait", None) or self.executor.launch
         try:
-            return int(self.executor.launch(request))
+            return int(launch(request))
         except Exception as err:  # noqa: BLE001 - a launch failure is the job's failure, not the engine's
             self.exits.append(ExitInfo(request.attempt_key, None, f"CannotStartContainerError: {err}", False))
             return -1

@@ -132,6 +132,20 @@ class SpawnerExecutor:
             LaunchError: the executor is closed, the key is already running, or
                 the spawner is gone and cannot be restarted.
         """
+        return self._launch(request, may_wait=True)
+
+    def launch_nowait(self, request: LaunchRequest) -> int:
+        """Sends the attempt to the spawner and returns 0 at once, without waiting for its pid.
+
+        The engine uses this from inside its tick: a start that fails is reported through
+        the exit callback (started=False), like every other ending.
+
+        Raises:
+            LaunchError: as for launch.
+        """
+        return self._launch(request, may_wait=False)
+
+    def _launch(self, request: LaunchRequest, *, may_wait: bool) -> int:
         key = request.attempt_key
         with self._lock:
             if self._closed:
@@ -140,7 +154,7 @@ class SpawnerExecutor:
                 raise LaunchError(f"attempt {key!r} is already running")
             link = self._link if self._link is not None else self._restart_link()
             attempt = _Attempt(key, next(self._ids), link, max(0, request.memory_mib) * 1024 * 1024)
-            wait = threading.current_thread() is not link.reader
+            wait = may_wait and threading.current_thread() is not link.reader
             if wait:  # armed before the attempt is visible to the reader, which may release it at once
                 attempt.waiter = threading.Lock()
                 attempt.waiter.acquire()
