@@ -36,6 +36,7 @@ DEFAULT_CE = "local"
 DEFAULT_QUEUE = "default"
 Subscriber = Callable[[dict[str, Any]], None]
 LAUNCHER_THREADS = 2
+EXIT_PATH_NO_COMMIT = 1 << 62  # a group-commit interval that never elapses
 
 
 class Engine:
@@ -156,10 +157,17 @@ class Engine:
             return
         try:
             with self.lock:
-                scheduler.tick(scheduler.options.group_commit_ms)
+                due_before = scheduler.next_timer_ms()
+                # The commit is left to the loop's group-commit timer: no SQLite on this path.
+                scheduler.tick(group_commit_ms=EXIT_PATH_NO_COMMIT)
+                due_after = scheduler.next_timer_ms()
         except Exception:  # noqa: BLE001 - the executor's thread must survive; logged with context
             logger.exception("scheduler tick on exit failed")
-        self._wake.set()  # the loop owns timers and the pending group commit
+            due_before, due_after = None, 0
+        # Wake the loop only when its next deadline moved (a new timeout, or changes now
+        # waiting for the group commit); waking it for every exit costs as much as the tick.
+        if due_after is not None and (due_before is None or due_after < due_before) or scheduler.has_work():
+            self._wake.set()
 
     def _loop(self) -> None:
         scheduler = self.scheduler
@@ -171,8 +179,19 @@ class Engine:
             if self._stopping.is_set():
                 return
             try:
+                batch = None
                 with self.lock:
-                    scheduler.tick(scheduler.options.group_commit_ms)
+                    scheduler.tick(group_commit_ms=EXIT_PATH_NO_COMMIT)
+                    if scheduler.now() - scheduler.last_commit_ms >= scheduler.options.group_commit_ms:
+                        batch = scheduler.take_batch()
+                        if batch is not None:
+                            self.store.write_lock.acquire()  # keeps batches in order; see take_batch
+                if batch is not None:
+                    # SQLite work happens outside the engine lock: exits keep flowing meanwhile.
+                    try:
+                        scheduler.write_batch(batch)
+                    finally:
+                        self.store.write_lock.release()
                 if scheduler.has_work():
                     self._wake.set()  # e.g. a big array still spawning: go on after letting API calls in
             except Exception:  # noqa: BLE001 - the loop must survive; the failure is logged with context

@@ -51,6 +51,14 @@ def _is_empty_dir(path: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Job rows and events taken from the scheduler for one transaction."""
+
+    rows: list[tuple[str, str, str | None, int | None, str]]
+    events: list[tuple[str, int, str]]
+
+
 class Scheduler:
     """The engine's state machine; the service and the engine loop call it under one lock."""
 
@@ -127,6 +135,10 @@ class Scheduler:
             due = flush if due is None else min(due, flush)
         return due
 
+    @property
+    def last_commit_ms(self) -> int:
+        return self._last_commit_ms
+
     def has_work(self) -> bool:
         """True when a tick now would do something (the engine then ticks again at once)."""
         return bool(self.exits or self.admissions or self.launched)
@@ -160,17 +172,32 @@ class Scheduler:
             self.commit()
 
     def commit(self) -> None:
+        """Writes pending changes and their events now (callers hold the engine lock)."""
+        batch = self.take_batch()
+        if batch is not None:
+            self.write_batch(batch)
+
+    def take_batch(self) -> Batch | None:
+        """Takes the pending changes as rows, ready to be written without the engine lock.
+
+        A caller that writes the batch later must acquire `store.write_lock` before it
+        releases the engine lock, so batches reach the store in the order they were taken.
+        """
         self._last_commit_ms = self.now()
         if not self._dirty and not self._events:
-            return
-        dirty, events = list(self._dirty.values()), self._events
+            return None
+        rows = [self.store.job_row(job) for job in self._dirty.values()]
+        batch = Batch(rows, self._events)
         self._dirty, self._events = {}, []
+        return batch
+
+    def write_batch(self, batch: Batch) -> None:
         with self.store.transaction():
-            if dirty:
-                self.store.upsert_jobs(dirty)
-            last_seq = self.store.append_events(events) if events else 0
-        if events:
-            self.on_commit(last_seq, events)
+            if batch.rows:
+                self.store.upsert_job_rows(batch.rows)
+            last_seq = self.store.append_events(batch.events) if batch.events else 0
+        if batch.events:
+            self.on_commit(last_seq, batch.events)
 
     # -- admission and dependencies ---------------------------------------------------------------
     def _admit(self, job: Job) -> None:

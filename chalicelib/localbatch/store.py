@@ -49,6 +49,9 @@ class Store:
         self._db = self._connect()
         self._db.executescript(SCHEMA)
         self._local = threading.local()
+        # Every write on the shared connection holds this, so a transaction written outside
+        # the engine lock (the group commit) never interleaves with another write.
+        self.write_lock = threading.RLock()
         self._next_seq: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -63,14 +66,15 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._next_seq = None
-            raise
-        self._db.execute("COMMIT")
+        with self.write_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._next_seq = None
+                raise
+            self._db.execute("COMMIT")
 
     # -- meta ---------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -78,26 +82,31 @@ class Store:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        with self.write_lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- resources ----------------------------------------------------------------------------
     def save_compute_environment(self, ce: ComputeEnvironment) -> None:
-        body = {k: v for k, v in asdict(ce).items() if k != "used_vcpus"}
-        self._db.execute("INSERT OR REPLACE INTO compute_environments VALUES (?, ?)", (ce.name, json.dumps(body)))
+        with self.write_lock:
+            body = {k: v for k, v in asdict(ce).items() if k != "used_vcpus"}
+            self._db.execute("INSERT OR REPLACE INTO compute_environments VALUES (?, ?)", (ce.name, json.dumps(body)))
 
     def delete_compute_environment(self, name: str) -> None:
-        self._db.execute("DELETE FROM compute_environments WHERE name=?", (name,))
+        with self.write_lock:
+            self._db.execute("DELETE FROM compute_environments WHERE name=?", (name,))
 
     def load_compute_environments(self) -> list[ComputeEnvironment]:
         rows = self._db.execute("SELECT body FROM compute_environments").fetchall()
         return [ComputeEnvironment(**json.loads(r[0])) for r in rows]
 
     def save_queue(self, queue: JobQueue) -> None:
-        body = asdict(queue)
-        self._db.execute("INSERT OR REPLACE INTO job_queues VALUES (?, ?)", (queue.name, json.dumps(body)))
+        with self.write_lock:
+            body = asdict(queue)
+            self._db.execute("INSERT OR REPLACE INTO job_queues VALUES (?, ?)", (queue.name, json.dumps(body)))
 
     def delete_queue(self, name: str) -> None:
-        self._db.execute("DELETE FROM job_queues WHERE name=?", (name,))
+        with self.write_lock:
+            self._db.execute("DELETE FROM job_queues WHERE name=?", (name,))
 
     def load_queues(self) -> list[JobQueue]:
         queues = []
@@ -108,8 +117,9 @@ class Store:
         return queues
 
     def save_job_definition(self, jd: JobDefinition) -> None:
-        self._db.execute("INSERT OR REPLACE INTO job_definitions VALUES (?, ?, ?, ?)",
-                         (jd.arn, jd.name, jd.revision, json.dumps(asdict(jd))))
+        with self.write_lock:
+            self._db.execute("INSERT OR REPLACE INTO job_definitions VALUES (?, ?, ?, ?)",
+                             (jd.arn, jd.name, jd.revision, json.dumps(asdict(jd))))
 
     def load_job_definitions(self) -> list[JobDefinition]:
         rows = self._db.execute("SELECT body FROM job_definitions ORDER BY name, revision")
@@ -133,13 +143,16 @@ class Store:
         return int(row[0])
 
     @staticmethod
-    def _row(job: Job) -> tuple[str, str, str | None, int | None, str]:
+    def job_row(job: Job) -> tuple[str, str, str | None, int | None, str]:
+        """A job's row as written: taken under the engine lock, written later."""
         state = {name: getattr(job, name) for name in _STATE_FIELDS}
         parent_id = job.parent.job_id if job.parent is not None else None
         return (job.status.value, json.dumps(state, separators=(",", ":")), parent_id, job.index, job.job_id)
 
     def upsert_jobs(self, jobs: Iterable[Job]) -> None:
-        rows = [self._row(job) for job in jobs]
+        self.upsert_job_rows([self.job_row(job) for job in jobs])
+
+    def upsert_job_rows(self, rows: list[tuple[str, str, str | None, int | None, str]]) -> None:
         self._db.executemany(
             "INSERT INTO jobs (status, state, parent_id, idx, job_id) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(job_id) DO UPDATE SET status=excluded.status, state=excluded.state", rows)
@@ -204,9 +217,10 @@ class Store:
         return Submission(**data)
 
     def save_submission_tags(self, sub: Submission) -> None:
-        row = self._db.execute("SELECT body FROM submissions WHERE job_id=?", (sub.job_id,)).fetchone()
-        if row is None:
-            return
-        data = json.loads(row[0])
-        data["tags"] = sub.tags
-        self._db.execute("UPDATE submissions SET body=? WHERE job_id=?", (json.dumps(data), sub.job_id))
+        with self.write_lock:
+            row = self._db.execute("SELECT body FROM submissions WHERE job_id=?", (sub.job_id,)).fetchone()
+            if row is None:
+                return
+            data = json.loads(row[0])
+            data["tags"] = sub.tags
+            self._db.execute("UPDATE submissions SET body=? WHERE job_id=?", (json.dumps(data), sub.job_id))
