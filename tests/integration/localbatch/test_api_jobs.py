@@ -121,6 +121,7 @@ def test_cancel_and_terminate_over_http(live: LiveEngine, jds: dict[str, str]) -
         "HTTPStatusCode"] == 200
     assert live.batch.describe_jobs(jobs=[running])["jobs"][0]["status"] == "RUNNING"
     pending = live.submit("pend", "quick", dependsOn=[{"jobId": running}])
+    wait_for_status(live.batch, pending, "PENDING")  # a job still SUBMITTED would fail at once
     live.batch.cancel_job(jobId=pending, reason="cancel pending")
     assert live.batch.describe_jobs(jobs=[pending])["jobs"][0]["status"] == "PENDING"  # until deps complete
     live.batch.terminate_job(jobId=running, reason="stop now")
