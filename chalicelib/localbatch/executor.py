@@ -196,29 +196,11 @@ class ProcessExecutor:
         Waits (up to ``ORPHAN_WAIT_SECONDS``) until they are gone, so a new
         attempt never overlaps an old one. Returns the attempt keys killed.
         """
-        keys: set[str] = set()
-        deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
-        # Rounds: a process forked while we were killing is caught next round.
-        for _ in range(3):
-            with self._lock:  # our own live attempts (and their children) are not orphans
-                own_keys = set(self._attempts)
-            found = [orphan for orphan in procfs.find_tagged(TOKEN_VAR, self._token, ATTEMPT_VAR,
-                                                             exclude={os.getpid()})
-                     if orphan.attempt_key not in own_keys]
-            if not found:
-                break
-            own_group = os.getpgrp()
-            for orphan in found:
-                if orphan.pgid > 1 and orphan.pgid != own_group:
-                    signal_group(orphan.pgid, signal.SIGKILL)
-                try:
-                    os.kill(orphan.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                if orphan.attempt_key:
-                    keys.add(orphan.attempt_key)
-            self._wait_gone([orphan.pid for orphan in found], deadline)
-        return sorted(keys)
+        return kill_tagged_orphans(self._token, self._live_keys, exclude={os.getpid()})
+
+    def _live_keys(self) -> set[str]:
+        with self._lock:
+            return set(self._attempts)
 
     def close(self) -> None:
         """Kills every running attempt, delivers their exits, stops threads."""
@@ -293,16 +275,6 @@ class ProcessExecutor:
             if self._attempts.get(attempt.key) is attempt:
                 signal_group(attempt.pid, signal.SIGKILL)
 
-    @staticmethod
-    def _wait_gone(pids: list[int], deadline: float) -> None:
-        pending = list(pids)
-        while pending and time.monotonic() < deadline:
-            pending = [pid for pid in pending if procfs.is_alive(pid)]
-            if pending:
-                time.sleep(0.02)
-        if pending:
-            logger.warning("orphan processes still alive after SIGKILL: %s", pending)
-
     # -- memory limits ---------------------------------------------------------
 
     def _start_memory_watch(self) -> None:
@@ -337,6 +309,41 @@ class ProcessExecutor:
             signal_group(attempt.pid, signal.SIGKILL)
         logger.info("attempt %s used %d MiB over its %d MiB limit; killed",
                     attempt.key, used >> 20, attempt.memory_limit >> 20)
+
+
+def kill_tagged_orphans(token: str, live_keys: Callable[[], set[str]], *, exclude: set[int]) -> list[str]:
+    """Kills every process carrying this engine token that is not one of our live attempts.
+
+    Both executors use it at engine start. Their whole process groups go (SIGKILL), in up to
+    three rounds (a process forked while we were killing is caught by the next), then it waits
+    up to ``ORPHAN_WAIT_SECONDS`` for them to be gone. Returns the attempt keys killed.
+    """
+    keys: set[str] = set()
+    deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+    for _ in range(3):
+        own_keys = live_keys()  # our own live attempts (and their children) are not orphans
+        found = [orphan for orphan in procfs.find_tagged(TOKEN_VAR, token, ATTEMPT_VAR, exclude=exclude)
+                 if orphan.attempt_key not in own_keys]
+        if not found:
+            break
+        own_group = os.getpgrp()
+        for orphan in found:
+            if orphan.pgid > 1 and orphan.pgid != own_group:
+                signal_group(orphan.pgid, signal.SIGKILL)
+            try:
+                os.kill(orphan.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if orphan.attempt_key:
+                keys.add(orphan.attempt_key)
+        pending = [orphan.pid for orphan in found]
+        while pending and time.monotonic() < deadline:
+            pending = [pid for pid in pending if procfs.is_alive(pid)]
+            if pending:
+                time.sleep(0.02)
+        if pending:
+            logger.warning("orphan processes still alive after SIGKILL: %s", pending)
+    return sorted(keys)
 
 
 def docker_available(timeout: float = 2.0) -> bool:

@@ -30,30 +30,26 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.localbatch import procfs
 from chalicelib.localbatch.executor import (
     OOM_REASON,
-    ORPHAN_WAIT_SECONDS,
     PULL_ERROR,
     ExitCallback,
     ExitInfo,
     LaunchError,
     LaunchRequest,
+    kill_tagged_orphans,
 )
 from chalicelib.localbatch.spawn import (
-    ATTEMPT_VAR,
     START_ERROR,
-    TOKEN_VAR,
     ExecutableCache,
     build_base_env,
     build_child_env,
     describe_start_error,
     resolve_local_image,
-    signal_group,
 )
 from chalicelib.localbatch.spawner_build import last_error, spawner_path
 from chalicelib.localbatch.spawner_link import (
@@ -184,35 +180,13 @@ class SpawnerExecutor:
 
         Waits (up to ``ORPHAN_WAIT_SECONDS``) until they are gone. Returns the attempt keys killed.
         """
-        keys: set[str] = set()
-        deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
         link = self._link
         exclude = {os.getpid()} | ({link.pid} if link is not None else set())
-        for _ in range(3):  # a process forked while we were killing is caught next round
-            with self._lock:  # our own live attempts (and their children) are not orphans
-                own_keys = set(self._attempts)
-            found = [orphan for orphan in procfs.find_tagged(TOKEN_VAR, self._token, ATTEMPT_VAR, exclude=exclude)
-                     if orphan.attempt_key not in own_keys]
-            if not found:
-                break
-            own_group = os.getpgrp()
-            for orphan in found:
-                if orphan.pgid > 1 and orphan.pgid != own_group:
-                    signal_group(orphan.pgid, signal.SIGKILL)
-                try:
-                    os.kill(orphan.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                if orphan.attempt_key:
-                    keys.add(orphan.attempt_key)
-            pending = [orphan.pid for orphan in found]
-            while pending and time.monotonic() < deadline:
-                pending = [pid for pid in pending if procfs.is_alive(pid)]
-                if pending:
-                    time.sleep(0.02)
-            if pending:
-                logger.warning("orphan processes still alive after SIGKILL: %s", pending)
-        return sorted(keys)
+        return kill_tagged_orphans(self._token, self._live_keys, exclude=exclude)
+
+    def _live_keys(self) -> set[str]:
+        with self._lock:
+            return set(self._attempts)
 
     def close(self) -> None:
         """Kills every running attempt, delivers their exits, stops the spawner and threads."""
