@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from chalicelib import __version__
 from chalicelib.commands import engine_cmds, pipeline_cmds
+from chalicelib.localbatch.store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except StoreError as err:  # an engine data dir that cannot be opened, from any command
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from chalicelib.localbatch.engine import Engine
     from chalicelib.localbatch.rest import BatchHttpServer
     from chalicelib.localbatch.scheduler import EngineOptions
+    from chalicelib.localbatch.store import StoreError
 
     if not _is_loopback(args.host):
         if not args.allow_remote:
@@ -111,6 +112,9 @@ def serve_command(args: argparse.Namespace) -> int:
         engine = Engine(args.data_dir, host=host, options=options).start()
     except OSError as err:
         print(f"error: --data-dir {args.data_dir}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except StoreError as err:
+        print(f"error: --data-dir {args.data_dir}: {err}", file=sys.stderr)
         return 2
     try:
         server = BatchHttpServer(engine, args.host, args.port).start()

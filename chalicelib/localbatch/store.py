@@ -40,14 +40,23 @@ _STATE_FIELDS = ("status_reason", "started_at", "stopped_at", "attempts", "exit_
                  "created_at", "instance_id", "placed_ce", "summary_at")  # summary_at: array parents
 
 
+class StoreError(Exception):
+    """The state file cannot be opened as an engine store (corrupt, or not ours)."""
+
+
 class Store:
     """One writer connection (callers serialise writes under the engine lock), per-thread readers."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = self._connect()
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = self._connect()
+            self._db.executescript(SCHEMA)
+            self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: not a usable engine state file ({err}); move it away to start "
+                             "afresh") from None
         self._local = threading.local()
         # Every write on the shared connection holds this, so a transaction written outside
         # the engine lock (the group commit) never interleaves with another write.
