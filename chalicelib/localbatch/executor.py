@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from chalicelib.localbatch import procfs
 from chalicelib.localbatch.reaper import Reaper, collect_exit_code
@@ -102,7 +102,52 @@ class _Attempt:
         return self.proc.pid
 
 
-class ProcessExecutor:
+class MemoryLimitMixin:
+    """The memory watcher both executors share: a thread, running only while an attempt
+    with a memory limit is alive, that sums its process group's resident memory every poll
+    and ends an attempt over its limit (OutOfMemoryError, as the ECS agent reports it).
+
+    Hosts provide `_lock`, `_closed`, `_closing`, `_poll`, `_memory_thread`,
+    `_memory_pending`, `_limited_attempts()` (pid -> attempt) and `_kill_for_memory()`.
+    """
+
+    _lock: threading.Lock
+    _closed: bool
+    _closing: threading.Event
+    _poll: float
+    _memory_thread: threading.Thread | None
+    _memory_pending: threading.Event
+
+    def _limited_attempts(self) -> dict[int, Any]:  # called with _lock held
+        raise NotImplementedError
+
+    def _kill_for_memory(self, attempt: Any, used: int) -> None:
+        raise NotImplementedError
+
+    def _start_memory_watch(self) -> None:
+        self._memory_pending.set()
+        with self._lock:
+            if self._memory_thread is None and not self._closed:
+                self._memory_thread = threading.Thread(target=self._watch_memory, name="conveyor-memory",
+                                                       daemon=True)
+                self._memory_thread.start()
+
+    def _watch_memory(self) -> None:
+        while not self._closing.is_set():
+            with self._lock:
+                limited = self._limited_attempts()
+                if not limited:
+                    self._memory_pending.clear()  # sleep without polling until a limited attempt starts
+            if not limited:
+                self._memory_pending.wait()
+                continue
+            for pgid, used in procfs.sum_group_rss(limited).items():
+                if used > limited[pgid].memory_limit:
+                    self._kill_for_memory(limited[pgid], used)
+            self._closing.wait(self._poll)
+
+
+class ProcessExecutor(MemoryLimitMixin):
     """Runs attempts as local process groups; see the module docstring."""
 
     def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25) -> None:
@@ -277,29 +322,8 @@ class ProcessExecutor:
 
     # -- memory limits ---------------------------------------------------------
 
-    def _start_memory_watch(self) -> None:
-        self._memory_pending.set()
-        with self._lock:
-            if self._memory_thread is None and not self._closed:
-                self._memory_thread = threading.Thread(
-                    target=self._watch_memory, name="conveyor-memory", daemon=True
-                )
-                self._memory_thread.start()
-
-    def _watch_memory(self) -> None:
-        while not self._closing.is_set():
-            with self._lock:
-                limited = {a.pid: a for a in self._attempts.values() if a.memory_limit and not a.oom}
-                if not limited:
-                    # Sleep without polling until a limited attempt is launched.
-                    self._memory_pending.clear()
-            if not limited:
-                self._memory_pending.wait()
-                continue
-            for pgid, used in procfs.sum_group_rss(limited).items():
-                if used > limited[pgid].memory_limit:
-                    self._kill_for_memory(limited[pgid], used)
-            self._closing.wait(self._poll)
+    def _limited_attempts(self) -> dict[int, Any]:
+        return {a.pid: a for a in self._attempts.values() if a.memory_limit and not a.oom}
 
     def _kill_for_memory(self, attempt: _Attempt, used: int) -> None:
         with self._lock:

@@ -33,7 +33,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.localbatch import procfs
 from chalicelib.localbatch.executor import (
     OOM_REASON,
     PULL_ERROR,
@@ -41,6 +40,7 @@ from chalicelib.localbatch.executor import (
     ExitInfo,
     LaunchError,
     LaunchRequest,
+    MemoryLimitMixin,
     kill_tagged_orphans,
 )
 from chalicelib.localbatch.spawn import (
@@ -86,7 +86,7 @@ class _Attempt:
     oom: bool = False
 
 
-class SpawnerExecutor:
+class SpawnerExecutor(MemoryLimitMixin):
     """Runs attempts as local process groups through conveyor-spawner; see the module docstring.
 
     Raises:
@@ -304,27 +304,8 @@ class SpawnerExecutor:
 
     # -- memory limits ---------------------------------------------------------
 
-    def _start_memory_watch(self) -> None:
-        self._memory_pending.set()
-        with self._lock:
-            if self._memory_thread is None and not self._closed:
-                self._memory_thread = threading.Thread(target=self._watch_memory, name="conveyor-memory",
-                                                       daemon=True)
-                self._memory_thread.start()
-
-    def _watch_memory(self) -> None:
-        while not self._closing.is_set():
-            with self._lock:
-                limited = {a.pid: a for a in self._attempts.values() if a.memory_limit and a.pid > 0 and not a.oom}
-                if not limited:
-                    self._memory_pending.clear()  # sleep without polling until a limited attempt starts
-            if not limited:
-                self._memory_pending.wait()
-                continue
-            for pgid, used in procfs.sum_group_rss(limited).items():
-                if used > limited[pgid].memory_limit:
-                    self._kill_for_memory(limited[pgid], used)
-            self._closing.wait(self._poll)
+    def _limited_attempts(self) -> dict[int, Any]:
+        return {a.pid: a for a in self._attempts.values() if a.memory_limit and a.pid > 0 and not a.oom}
 
     def _kill_for_memory(self, attempt: _Attempt, used: int) -> None:
         with self._lock:
