@@ -8,6 +8,7 @@ What the events mean for attempts is SpawnerExecutor's business.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import select
@@ -54,13 +55,17 @@ def encode_env(env: Mapping[str, str]) -> list[bytes]:
         TypeError: a name or value is not a string.
         ValueError: an illegal name, or a NUL byte.
     """
-    entries = []
-    for name, value in env.items():
-        raw_name = fs_bytes(name)
-        if not raw_name or b"=" in raw_name:
-            raise ValueError(f"illegal environment variable name {name!r}")
-        entries.append(raw_name + b"=" + fs_bytes(value))
-    return entries
+    return [_env_entry(name, value) for name, value in env.items()]
+
+
+@functools.lru_cache(maxsize=8192)
+def _env_entry(name: str, value: str) -> bytes:
+    # Cached: almost every variable repeats from one launch to the next (queue, token, PATH,
+    # the job's own environment), and encoding them all was a visible share of a launch.
+    raw_name = fs_bytes(name)
+    if not raw_name or b"=" in raw_name:
+        raise ValueError(f"illegal environment variable name {name!r}")
+    return raw_name + b"=" + fs_bytes(value)
 
 
 def encode_launch(ident: int, workdir: bytes, log_path: bytes, program: bytes, argv: Iterable[bytes],
