@@ -19,6 +19,13 @@ from chalicelib.pipeline.service import start_run
 
 RUN_TIMEOUT = 60.0
 
+# The test tool package (a `build:` folder) and the stage settings every e2e spec shares.
+TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_tools"
+STAGE = f"""    build: {TOOLS}
+    compute: on-demand
+    resources: {{vcpus: 1, memory: 64}}
+"""
+
 
 @contextmanager
 def local_runtime(data_dir: Path, **limits: int) -> Iterator[tuple[Engine, LocalRuntime]]:

@@ -10,9 +10,8 @@ import yaml
 
 from chalicelib.cli import main
 from chalicelib.pipeline.inbox import InboxWatcher
-from tests.e2e.pipeline_harness import local_runtime, make_items, wait_for_end
+from tests.e2e.pipeline_harness import TOOLS, local_runtime, make_items, wait_for_end
 
-TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_tools"
 SPEC = f"""name: cli
 stages:
   - name: a

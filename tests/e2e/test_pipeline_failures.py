@@ -7,6 +7,7 @@ from pathlib import Path
 
 from chalicelib.pipeline.service import rerun_request
 from tests.e2e.pipeline_harness import (
+    STAGE,
     describe,
     local_runtime,
     make_items,
@@ -14,12 +15,6 @@ from tests.e2e.pipeline_harness import (
     request_for,
     run_to_end,
 )
-
-TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_tools"
-STAGE = f"""    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-"""
 
 DEFERRED_JOIN = ("""name: tolerant
 stages:

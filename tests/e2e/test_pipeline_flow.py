@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.e2e.pipeline_harness import (
+    STAGE,
     child_ids,
     describe,
     local_runtime,
@@ -13,12 +14,6 @@ from tests.e2e.pipeline_harness import (
     request_for,
     run_to_end,
 )
-
-TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_tools"
-STAGE = f"""    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-"""
 
 
 def _spec(body: str, name: str = "flow") -> str:

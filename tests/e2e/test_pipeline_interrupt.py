@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_tools"
+from tests.e2e.pipeline_harness import TOOLS
+
 SPEC = f"""name: slow
 stages:
   - name: wait

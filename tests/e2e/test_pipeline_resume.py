@@ -8,13 +8,16 @@ import pytest
 
 from chalicelib.pipeline import payloads
 from chalicelib.pipeline.runcontext import from_record
-from tests.e2e.pipeline_harness import local_runtime, make_items, output, request_for, run_to_end, wait_for_end
+from tests.e2e.pipeline_harness import (
+    STAGE,
+    local_runtime,
+    make_items,
+    output,
+    request_for,
+    run_to_end,
+    wait_for_end,
+)
 
-TOOLS = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline_tools"
-STAGE = f"""    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-"""
 SPEC = ("""name: resume
 stages:
   - name: a
