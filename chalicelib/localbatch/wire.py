@@ -96,10 +96,6 @@ def detail_json(job: Job) -> str:
     return body + "}"
 
 
-def job_detail(job: Job) -> dict[str, Any]:
-    return json.loads(detail_json(job))  # type: ignore[no-any-return]
-
-
 class _IsoClock:
     """Formats EventBridge `time` strings, caching the current second."""
 
