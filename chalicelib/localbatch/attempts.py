@@ -37,7 +37,8 @@ def _is_empty_dir(path: str) -> bool:
 class AttemptsMixin:
     """Scheduler methods for one attempt's life, from placement to its end."""
 
-    def _start(self, job: Job, ce: ComputeEnvironment) -> None:
+    def _start(self, job: Job, ce: ComputeEnvironment, launched: bool = False) -> None:
+        """Places the job on `ce` (STARTING); `launched`: its process was started already (armed)."""
         res = job.sub.resources
         job.gpu_ids = self.ledger.take(res)
         ce.used_vcpus += res.vcpus
@@ -50,7 +51,8 @@ class AttemptsMixin:
         self._blocked_reported.discard(job.job_id)
         job.status_reason = None
         self.set_status(job, JobStatus.STARTING)
-        self._launches.append(job)
+        if not launched:
+            self._launches.append(job)
 
     def attempt_key(self, job: Job) -> str:
         return f"{job.job_id}#{job.attempt_number}"
@@ -114,14 +116,16 @@ class AttemptsMixin:
         except ValueError:
             return self.options.spot_reclaim_rate
 
-    def _launch_request(self, job: Job, key: str) -> LaunchRequest:
+    def _launch_request(self, job: Job, key: str, ce_name: str | None = None,
+                        log_stream: str | None = None) -> LaunchRequest:
+        """What to start for the job's attempt; an armed launch passes the values it will get at start."""
         sub = job.sub
         env = {item["name"]: item.get("value", "") for item in sub.container.get("environment", [])}
         env.update({
             "AWS_BATCH_JOB_ID": job.job_id,
             "AWS_BATCH_JOB_ATTEMPT": str(job.attempt_number),
             "AWS_BATCH_JQ_NAME": sub.queue,
-            "AWS_BATCH_CE_NAME": job.placed_ce or "",
+            "AWS_BATCH_CE_NAME": (job.placed_ce if ce_name is None else ce_name) or "",
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in job.gpu_ids),
         })
         if job.index is not None:
@@ -131,11 +135,12 @@ class AttemptsMixin:
             argv=tuple(sub.container.get("command") or ()),
             env=env,
             workdir=self.workdir(job),
-            log_path=self.log_path(job.log_stream or ""),
+            log_path=self.log_path((job.log_stream if log_stream is None else log_stream) or ""),
             memory_mib=sub.resources.memory_mib,
             vcpus=sub.resources.vcpus,
             gpu_ids=job.gpu_ids,
             image=sub.container.get("image"),
+            spare_log=self.log_pool.take() if self.log_pool is not None else "",
         )
 
     def workdir(self, job: Job) -> str:
@@ -183,14 +188,23 @@ class AttemptsMixin:
     # -- attempt ends ---------------------------------------------------------------------------
     def _end_attempt(self, info: ExitInfo) -> None:
         job = self.running.get(info.attempt_key)
+        if job is None and self._withdrawn(info):
+            return
+        successor = self.armed.pop(info.attempt_key, None)
         if job is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
             self.running.pop(info.attempt_key, None)
+            if successor is not None:
+                self._take_over(successor)
             return
         if job.status is JobStatus.STARTING and info.started:
             self._mark_running(job, info.attempt_key, self.now())  # exited before its launch was noted
         del self.running[info.attempt_key]
         cause = job.stop_cause
         self._release(job, succeeded=cause is None and info.started and info.exit_code == 0)
+        if job.log_stream and self.log_pool is not None:
+            self.ended_logs.append(self.log_path(job.log_stream))
+        if successor is not None:
+            self._take_over(successor)  # before this job's own retry can queue it ahead
         now = self.now()
         exit_code, reason = info.exit_code, info.reason
         if cause == "reclaim":

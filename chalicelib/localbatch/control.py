@@ -27,7 +27,9 @@ class ControlMixin:
             for child in job.children or []:
                 self.cancel(child, reason)
             return
-        if job.status in (JobStatus.SUBMITTED, JobStatus.RUNNABLE):
+        if job.armed_on is not None:
+            self.withdraw(job, ("cancel", reason))  # decided when the spawner answers (arming.py)
+        elif job.status in (JobStatus.SUBMITTED, JobStatus.RUNNABLE):
             job.is_cancelled = True
             self.set_status(job, JobStatus.FAILED, reason)
         elif job.status is JobStatus.PENDING:
@@ -50,7 +52,9 @@ class ControlMixin:
             for child in job.children or []:
                 self.terminate(child, reason)
             return
-        if job.status in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE):
+        if job.armed_on is not None:
+            self.withdraw(job, ("terminate", reason))  # decided when the spawner answers (arming.py)
+        elif job.status in (JobStatus.SUBMITTED, JobStatus.PENDING, JobStatus.RUNNABLE):
             job.is_terminated = True
             self.set_status(job, JobStatus.FAILED, reason)
         elif job.status in (JobStatus.STARTING, JobStatus.RUNNING):

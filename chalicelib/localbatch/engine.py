@@ -26,6 +26,7 @@ from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.clock import Clock, SystemClock
 from chalicelib.localbatch.executor import ExitInfo, make_executor
 from chalicelib.localbatch.loader import load_state
+from chalicelib.localbatch.logpool import LogPool
 from chalicelib.localbatch.model import ComputeEnvironment, JobQueue
 from chalicelib.localbatch.scheduler import EngineOptions, Scheduler
 from chalicelib.localbatch.service import BatchService
@@ -57,8 +58,12 @@ class Engine:
         self.scheduler = Scheduler(self.store, self.executor, clock or SystemClock(), self.host, self.data_dir,
                                    options)
         self.scheduler.on_commit = self._on_commit
-        self._scratch: queue.SimpleQueue[tuple[str, str | None] | None] = queue.SimpleQueue()
+        # Housekeeping off the hot path: scratch folders (path, keep_as) and callables.
+        self._scratch: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.scheduler.scratch_done = self._scratch.put
+        if getattr(self.executor, "takes_spare_logs", False):
+            self.scheduler.log_pool = LogPool(self.scheduler.log_path(""))
+        self._tending_logs = False
         self._launch_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # An executor that launches without blocking is called inline from the tick; others
         # fork on launcher threads so a tick never waits for fork/exec.
@@ -118,6 +123,7 @@ class Engine:
         if not self._inline:
             loops += [(self._launch_loop, f"launcher-{n}") for n in range(LAUNCHER_THREADS)]
         self._started = True
+        self._tend_log_pool([])
         for target, name in loops:
             thread = threading.Thread(target=target, name=f"localbatch-{name}", daemon=True)
             thread.start()
@@ -179,11 +185,13 @@ class Engine:
             if self._stopping.is_set():
                 return
             try:
-                batch = None
+                batch, ended_logs = None, []
                 with self.lock:
                     scheduler.tick(group_commit_ms=EXIT_PATH_NO_COMMIT)
                     if scheduler.now() - scheduler.last_commit_ms >= scheduler.options.group_commit_ms:
                         batch = scheduler.take_batch()
+                        # Ends taken with (or before) this batch are committed once it is written.
+                        ended_logs, scheduler.ended_logs = scheduler.ended_logs, []
                         if batch is not None:
                             self.store.write_lock.acquire()  # keeps batches in order; see take_batch
                 if batch is not None:
@@ -192,6 +200,7 @@ class Engine:
                         scheduler.write_batch(batch)
                     finally:
                         self.store.write_lock.release()
+                self._tend_log_pool(ended_logs)
                 if scheduler.has_work():
                     self._wake.set()  # e.g. a big array still spawning: go on after letting API calls in
             except Exception:  # noqa: BLE001 - the loop must survive; the failure is logged with context
@@ -212,11 +221,31 @@ class Engine:
             scheduler.launched.append((request.attempt_key, pid, scheduler.now()))
             self._wake.set()
 
+    def _tend_log_pool(self, ended_logs: list[str]) -> None:
+        """Recycles committed quiet logs and tops the spare-log pool up, on the housekeeping thread."""
+        pool = self.scheduler.log_pool
+        if pool is None or not ended_logs and (self._tending_logs or not pool.wants_refill()):
+            return
+        self._tending_logs = True
+
+        def tend() -> None:
+            for path in ended_logs:
+                pool.recycle(path)
+            pool.refill()
+            self._tending_logs = False
+        self._scratch.put(tend)
+
     def _scratch_loop(self) -> None:
         while True:
             item = self._scratch.get()
             if item is None:
                 return
+            if callable(item):
+                try:
+                    item()
+                except Exception:  # noqa: BLE001 - housekeeping must not stop; logged with context
+                    logger.exception("engine housekeeping failed")
+                continue
             path, keep_as = item
             if keep_as is None:
                 shutil.rmtree(path, ignore_errors=True)

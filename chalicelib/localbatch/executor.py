@@ -57,6 +57,7 @@ class LaunchRequest:
     vcpus: float = 1.0
     gpu_ids: tuple[int, ...] = ()
     image: str | None = None
+    spare_log: str = ""  # an empty file made ahead, renamed into place as the log (executors may ignore it)
 
 
 @dataclass(frozen=True)

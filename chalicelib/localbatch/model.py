@@ -134,6 +134,8 @@ class Job:
     workdir: str = ""  # the current attempt's scratch folder
     reclaim_at_ms: int | None = None
     instance_id: str = ""
+    armed_on: str | None = None  # the running attempt whose slot this RUNNABLE job is armed to take
+    disarm_action: tuple[str, str] | None = None  # ("cancel" | "terminate", reason) once withdrawn
     # Array parents only.
     children: list[Job] | None = None
     summary: dict[str, int] | None = None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.localbatch import wire
+from chalicelib.localbatch.arming import ArmingMixin
 from chalicelib.localbatch.attempts import AttemptsMixin
 from chalicelib.localbatch.capacity import (
     HostCapacity,
@@ -30,6 +31,7 @@ from chalicelib.localbatch.clock import Clock
 from chalicelib.localbatch.control import ControlMixin
 from chalicelib.localbatch.executor import ExitInfo, LaunchRequest
 from chalicelib.localbatch.ids import hex_id
+from chalicelib.localbatch.logpool import LogPool
 from chalicelib.localbatch.model import (
     ALL_STATUSES,
     REASON_ARRAY_CHILD_FAILED,
@@ -62,7 +64,7 @@ class Batch:
     events: list[tuple[str, int, str]]
 
 
-class Scheduler(AttemptsMixin, ControlMixin):
+class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
     """The engine's state machine; the service and the engine loop call it under one lock."""
 
     def __init__(self, store: Store, executor: Any, clock: Clock, host: HostCapacity, data_dir: Path,
@@ -102,6 +104,12 @@ class Scheduler(AttemptsMixin, ControlMixin):
         # Set by the engine to fork on its own threads; None launches inline (tests, FakeExecutor).
         self.launcher: Callable[[list[LaunchRequest]], None] | None = None
         self.launched: deque[tuple[str, int, int]] = deque()  # (attempt key, pid, started at)
+        # Successor launches held by the executor (arming.py), when it can hold them.
+        self._arm: Callable[[str, LaunchRequest], bool] | None = getattr(executor, "arm", None)
+        self.armed: dict[str, Job] = {}  # running attempt key -> the RUNNABLE job armed on it
+        # Spare log files (logpool.py), set by the engine for executors that rename them into place.
+        self.log_pool: LogPool | None = None
+        self.ended_logs: list[str] = []  # logs of ended attempts, recyclable once that end is committed
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def now(self) -> int:
@@ -156,6 +164,7 @@ class Scheduler(AttemptsMixin, ControlMixin):
         self._drain_launched()
         while self.exits:
             self._end_attempt(self.exits.popleft())
+        self._drain_launched()  # armed successors taken over just now go RUNNING in this tick
         self._admit_some()
         self._fire_timers()
         self._place()
@@ -166,6 +175,8 @@ class Scheduler(AttemptsMixin, ControlMixin):
             # (and maybe ended) inside the group-commit window is found by that file and ends
             # as a lost host; it never silently runs again as the same attempt.
             self._dispatch_launches()
+        if self._arm is not None:
+            self._arm_successors()
         # Group commit: state changes and their events reach SQLite together, at most
         # group_commit_ms after they happen, so one transaction carries many jobs. A crash
         # inside that window loses only transitions, never an accepted job (API calls
@@ -324,12 +335,15 @@ class Scheduler(AttemptsMixin, ControlMixin):
             work.extend(dependents)
 
     # -- placement ------------------------------------------------------------------------------
+    def _queues_by_priority(self) -> list[JobQueue]:
+        return sorted(self.queues.values(), key=lambda q: (-q.priority, q.seq))
+
     def _place(self) -> None:
-        for queue in sorted(self.queues.values(), key=lambda q: (-q.priority, q.seq)):
+        for queue in self._queues_by_priority():
             heap = self._runnable.get(queue.name)
             while heap:
                 job = self.jobs.get(heap[0][2])
-                if job is None or job.status is not JobStatus.RUNNABLE:
+                if job is None or job.status is not JobStatus.RUNNABLE or job.armed_on is not None:
                     heapq.heappop(heap)
                     continue
                 res = job.sub.resources
@@ -357,7 +371,8 @@ class Scheduler(AttemptsMixin, ControlMixin):
 
     def _expire_blocked(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
-        if job is None or job.status is not JobStatus.RUNNABLE or job.job_id not in self._blocked_reported:
+        if job is None or job.status is not JobStatus.RUNNABLE or job.job_id not in self._blocked_reported \
+                or job.armed_on is not None:
             return
         queue = self.queues.get(job.sub.queue)
         for action in queue.time_limit_actions if queue else []:

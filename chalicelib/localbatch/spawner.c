@@ -5,18 +5,33 @@
  * little-endian body length followed by the body. Body layouts (integers
  * little-endian, "str" = u32 length + bytes, no terminator):
  *
- *   requests  LAUNCH  u8 1, u64 id, str workdir, str log, str exec_path,
+ *   requests  LAUNCH  u8 1, u64 id, str workdir, str log, str spare, str exec_path,
  *                     u32 argc, str argv[argc], u32 envc, str env[envc] ("NAME=value")
+ *                     (spare: an empty file made ahead, renamed into place as the log;
+ *                     "" = create the log)
  *             STOP    u8 2, u64 id, u32 grace_ms   (SIGTERM the group, SIGKILL after grace;
  *                                                   grace 0 = SIGKILL now)
  *             KILL    u8 3, u64 id                 (SIGKILL the group)
  *             QUIT    u8 4                         (SIGKILL every group, reap all, exit)
  *             FAIL    u8 5, u64 id, str message    (echoed back as FAILED: lets Python report
  *                                                   its own start errors from the reader thread)
+ *             ARM     u8 6, u64 after, <a LAUNCH body from its id on>
+ *                     (launch it the moment `after` exits or fails to start; `after` may
+ *                     itself be an armed launch, making a chain; at once if `after` is
+ *                     neither running nor armed; one launch armed on each id)
+ *             DISARM  u8 7, u64 after              (drop the launch armed on `after`, and the
+ *                                                   chain behind it: DISARMED for each;
+ *                                                   nothing for what was launched already)
  *   events    HELLO   u8 0, u32 protocol version
  *             STARTED u8 1, u64 id, i32 pid
  *             FAILED  u8 2, u64 id, str message    ("<path>: <strerror>")
  *             EXITED  u8 3, u64 id, i32 code       (exit status; killed by signal N -> 128 + N)
+ *             DISARMED u8 4, u64 id                (an armed launch that will never happen)
+ *
+ * An armed launch follows its attempt's EXITED at once, before anything else is read:
+ * the engine decides what runs next while the current attempt is still running, so a
+ * slot never waits for Python between two attempts. Whoever reads EXITED for `after`
+ * without a DISARMED before it knows the armed attempt was launched.
  *
  * The child environment is the spawner's own environ (the engine's base env)
  * overlaid with the request's env entries. Each attempt runs in its own session
@@ -46,11 +61,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 #define MAX_RECORD (64u << 20)
 
-enum { REQ_LAUNCH = 1, REQ_STOP = 2, REQ_KILL = 3, REQ_QUIT = 4, REQ_FAIL = 5 };
-enum { EV_HELLO = 0, EV_STARTED = 1, EV_FAILED = 2, EV_EXITED = 3 };
+enum { REQ_LAUNCH = 1, REQ_STOP = 2, REQ_KILL = 3, REQ_QUIT = 4, REQ_FAIL = 5, REQ_ARM = 6, REQ_DISARM = 7 };
+enum { EV_HELLO = 0, EV_STARTED = 1, EV_FAILED = 2, EV_EXITED = 3, EV_DISARMED = 4 };
 
 extern char **environ;
 
@@ -61,10 +76,21 @@ typedef struct {
     int64_t kill_at_ms; /* 0 = no pending SIGKILL */
 } attempt_t;
 
+typedef struct {
+    uint64_t after;      /* the attempt (running or itself armed) whose end launches this */
+    unsigned char *body; /* a LAUNCH body from its id on */
+    size_t len;
+} armed_t;
+
+static armed_t *armed;
+static size_t n_armed, cap_armed;
+
 static attempt_t *attempts;
 static size_t n_attempts, cap_attempts;
 static sigset_t child_mask; /* the mask jobs get: the one we started with */
 static int devnull_fd = -1;
+static int quitting;
+static int stdin_open = 1;
 
 /* ---- small utilities --------------------------------------------------- */
 
@@ -132,6 +158,12 @@ static void emit_exited(uint64_t id, int code) {
     put_u32((uint32_t)code);
 }
 
+static void emit_disarmed(uint64_t id) {
+    put_u32(1 + 8);
+    put_u8(EV_DISARMED);
+    put_u64(id);
+}
+
 static void emit_failed(uint64_t id, const char *subject, size_t subject_len, const char *detail) {
     size_t detail_len = strlen(detail);
     size_t msg_len = subject_len ? subject_len + 2 + detail_len : detail_len;
@@ -184,7 +216,66 @@ static void signal_group(pid_t pgid, int sig) {
     if (pgid > 1) kill(-pgid, sig); /* ESRCH: already gone, fine */
 }
 
+static uint64_t body_id(const unsigned char *body) {
+    uint64_t id = 0;
+    for (int i = 7; i >= 0; i--) id = id << 8 | body[i];
+    return id;
+}
+
+/* ---- armed launches ---------------------------------------------------- */
+
+static armed_t *find_armed_after(uint64_t after) {
+    for (size_t i = 0; i < n_armed; i++)
+        if (armed[i].after == after) return &armed[i];
+    return NULL;
+}
+
+static int is_armed_id(uint64_t id) {
+    for (size_t i = 0; i < n_armed; i++)
+        if (body_id(armed[i].body) == id) return 1;
+    return 0;
+}
+
+/* Removes the launch armed on `after`; the caller owns (and frees) the returned body. */
+static unsigned char *take_armed(uint64_t after, size_t *len) {
+    armed_t *a = find_armed_after(after);
+    if (a == NULL) return NULL;
+    unsigned char *body = a->body;
+    *len = a->len;
+    *a = armed[--n_armed];
+    return body;
+}
+
+/* Drops the launch armed on `after` and the chain behind it, telling the engine of each. */
+static void drop_chain(uint64_t after) {
+    size_t len;
+    unsigned char *body;
+    while ((body = take_armed(after, &len)) != NULL) {
+        after = body_id(body);
+        emit_disarmed(after);
+        free(body);
+    }
+}
+
+static void launch_body(const unsigned char *body, size_t len);
+
+/* `id` ended or never started: its slot is free for what was armed on it. After EOF (the
+ * engine died) or QUIT nothing new starts. */
+static void release_slot(uint64_t id) {
+    if (quitting || !stdin_open) {
+        drop_chain(id);
+        return;
+    }
+    size_t len;
+    unsigned char *body = take_armed(id, &len);
+    if (body != NULL) {
+        launch_body(body, len);
+        free(body);
+    }
+}
+
 static void kill_all(void) {
+    while (n_armed) drop_chain(armed[0].after);
     for (size_t i = 0; i < n_attempts; i++) signal_group(attempts[i].pid, SIGKILL);
 }
 
@@ -207,8 +298,11 @@ static void reap_children(void) {
         int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
         for (size_t i = 0; i < n_attempts; i++) {
             if (attempts[i].pid == pid) {
-                emit_exited(attempts[i].id, code);
+                uint64_t id = attempts[i].id;
+                emit_exited(id, code);
                 attempts[i] = attempts[--n_attempts];
+                /* Start what the engine chose for this slot, without waiting for it to hear of the exit. */
+                release_slot(id);
                 break;
             }
         }
@@ -255,6 +349,27 @@ static int open_log(char *path, const char **failed) {
     fd = open(path, flags, 0644);
     if (fd < 0) *failed = path;
     return fd;
+}
+
+/* Renames a spare empty file (made ahead by the engine) into place as the log. A rename
+ * allocates no inode; on ext4 without a journal a create can cost 20 times more. Never
+ * replaces an existing log; on any failure the log is simply created by open_log. */
+static void claim_spare(const char *spare, char *log_path) {
+#ifdef SYS_renameat2
+    if (syscall(SYS_renameat2, AT_FDCWD, spare, AT_FDCWD, log_path, 1u /* RENAME_NOREPLACE */) == 0 ||
+        errno != ENOENT)
+        return;
+    char *slash = strrchr(log_path, '/');
+    if (slash == NULL || slash == log_path) return;
+    const char *failed = NULL;
+    *slash = '\0';
+    int rc = make_dirs(log_path, &failed);
+    *slash = '/';
+    if (rc == 0) syscall(SYS_renameat2, AT_FDCWD, spare, AT_FDCWD, log_path, 1u);
+#else
+    (void)spare;
+    (void)log_path;
+#endif
 }
 
 /* What the vfork child tells its (suspended) parent; shared memory under vfork. */
@@ -398,9 +513,10 @@ static pid_t __attribute__((noinline)) spawn_child(const char *workdir, int log_
 
 static void handle_launch(reader_t *r) {
     uint64_t id = rd_u64(r);
-    size_t log_len = 0, workdir_len = 0, exec_len = 0, arg0_len = 0;
+    size_t log_len = 0, workdir_len = 0, exec_len = 0, arg0_len = 0, spare_len = 0;
     char *workdir = rd_str(r, &workdir_len);
     char *log_path = rd_str(r, &log_len);
+    char *spare = rd_str(r, &spare_len);
     char *exec_path = rd_str(r, &exec_len);
     uint32_t argc = rd_u32(r);
     if (r->bad || argc == 0 || argc > (uint32_t)(r->end - r->p) / 4) {
@@ -424,7 +540,8 @@ static void handle_launch(reader_t *r) {
 
     const char *failed = NULL;
     char **env = NULL, **candidates = NULL;
-    int log_fd = -1;
+    int log_fd = -1, started = 0;
+    if (spare_len) claim_spare(spare, log_path);
     if (make_dirs(workdir, &failed) < 0 || (log_fd = open_log(log_path, &failed)) < 0) {
         emit_failed(id, failed, strlen(failed), strerror(errno));
         goto done;
@@ -436,6 +553,7 @@ static void handle_launch(reader_t *r) {
     child_errno = 0;
     child_stage = 0;
     pid_t pid = spawn_child(workdir, log_fd, argv, env, program, candidates);
+    started = pid > 0 && child_errno == 0;
     if (pid < 0) {
         emit_failed(id, "fork", 4, strerror(errno));
     } else if (child_errno != 0) {
@@ -461,7 +579,40 @@ done:
     free(argv);
     free(workdir);
     free(log_path);
+    free(spare);
     free(exec_path);
+    if (!started) release_slot(id); /* a failed start frees its slot at once */
+}
+
+static void launch_body(const unsigned char *body, size_t len) {
+    reader_t r = {body, body + len, 0};
+    handle_launch(&r);
+}
+
+static void handle_arm(reader_t *r) {
+    uint64_t after = rd_u64(r);
+    size_t len = (size_t)(r->end - r->p);
+    if (r->bad || len < 8) {
+        fprintf(stderr, "conveyor-spawner: malformed ARM request\n");
+        exit(2);
+    }
+    if (find_by_id(after) == NULL && !is_armed_id(after)) { /* it has ended already: its slot is free */
+        launch_body(r->p, len);
+        return;
+    }
+    if (find_armed_after(after) != NULL) {
+        emit_failed(body_id(r->p), NULL, 0, "the spawner already has a launch armed on that attempt");
+        return;
+    }
+    if (n_armed == cap_armed) {
+        cap_armed = cap_armed ? cap_armed * 2 : 16;
+        armed = xrealloc(armed, cap_armed * sizeof *armed);
+    }
+    armed[n_armed].after = after;
+    armed[n_armed].body = xrealloc(NULL, len);
+    memcpy(armed[n_armed].body, r->p, len);
+    armed[n_armed].len = len;
+    n_armed++;
 }
 
 static void handle_stop(uint64_t id, uint32_t grace_ms) {
@@ -476,8 +627,6 @@ static void handle_stop(uint64_t id, uint32_t grace_ms) {
     int64_t at = now_ms() + grace_ms;
     if (a->kill_at_ms == 0 || at < a->kill_at_ms) a->kill_at_ms = at;
 }
-
-static int quitting;
 
 /* Handles one request body; returns nothing, exits on protocol errors. */
 static void handle_request(const unsigned char *body, size_t len) {
@@ -504,6 +653,22 @@ static void handle_request(const unsigned char *body, size_t len) {
         uint64_t id = rd_u64(&r);
         attempt_t *a = r.bad ? NULL : find_by_id(id);
         if (a) signal_group(a->pid, SIGKILL);
+        return;
+    }
+    case REQ_ARM:
+        if (len < 1 + 8 + 8) {
+            fprintf(stderr, "conveyor-spawner: malformed ARM request\n");
+            exit(2);
+        }
+        if (quitting) {
+            emit_failed(body_id(r.p + 8), NULL, 0, "the spawner is shutting down");
+            return;
+        }
+        handle_arm(&r);
+        return;
+    case REQ_DISARM: {
+        uint64_t after = rd_u64(&r);
+        if (!r.bad) drop_chain(after);
         return;
     }
     case REQ_QUIT:
@@ -548,7 +713,6 @@ int main(void) {
 
     unsigned char *in_buf = NULL;
     size_t in_len = 0, in_cap = 0;
-    int stdin_open = 1;
     for (;;) {
         flush_out();
         if (quitting && n_attempts == 0) break;
@@ -610,5 +774,6 @@ int main(void) {
     free(in_buf);
     free(out_buf);
     free(attempts);
+    free(armed);
     return 0;
 }

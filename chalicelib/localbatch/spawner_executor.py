@@ -53,11 +53,14 @@ from chalicelib.localbatch.spawn import (
 )
 from chalicelib.localbatch.spawner_build import last_error, spawner_path
 from chalicelib.localbatch.spawner_link import (
+    EV_DISARMED,
     EV_EXITED,
     EV_FAILED,
     EV_STARTED,
     SpawnerLink,
     SpawnerUnavailable,
+    encode_arm,
+    encode_disarm,
     encode_env,
     encode_fail,
     encode_kill,
@@ -66,11 +69,12 @@ from chalicelib.localbatch.spawner_link import (
     fs_bytes,
 )
 
-__all__ = ["SPAWNER_LOST", "SpawnerExecutor", "SpawnerUnavailable"]
+__all__ = ["DISARMED", "SPAWNER_LOST", "SpawnerExecutor", "SpawnerUnavailable"]
 
 logger = logging.getLogger(__name__)
 
 SPAWNER_LOST = f"{START_ERROR}: the conveyor-spawner process exited unexpectedly"
+DISARMED = "conveyor: armed launch withdrawn before it started"
 _EDITED = ("PATH", "PYTHONPATH", "CUDA_VISIBLE_DEVICES")
 
 
@@ -92,6 +96,8 @@ class SpawnerExecutor(MemoryLimitMixin):
     Raises:
         SpawnerUnavailable: the helper cannot be built or does not start.
     """
+
+    takes_spare_logs = True  # LaunchRequest.spare_log is renamed into place by the spawner
 
     def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25) -> None:
         if not engine_token:
@@ -141,21 +147,56 @@ class SpawnerExecutor(MemoryLimitMixin):
         """
         return self._launch(request, may_wait=False)
 
-    def _launch(self, request: LaunchRequest, *, may_wait: bool) -> int:
-        key = request.attempt_key
+    def arm(self, after_key: str, request: LaunchRequest) -> bool:
+        """Has the spawner start `request` the moment attempt `after_key` exits (at once if it has).
+
+        The attempt is then reported like one from launch_nowait (FAILED / EXITED through
+        the exit callback), unless disarm() withdraws it first: then its exit callback says
+        started=False with reason DISARMED. Returns False, sending nothing, when Python
+        refuses the launch itself (the caller launches it the ordinary way to report that).
+
+        Raises:
+            LaunchError: as for launch.
+        """
         with self._lock:
-            if self._closed:
-                raise LaunchError("executor is closed")
-            if key in self._attempts:
-                raise LaunchError(f"attempt {key!r} is already running")
-            link = self._link if self._link is not None else self._restart_link()
-            attempt = _Attempt(key, next(self._ids), link, max(0, request.memory_mib) * 1024 * 1024)
+            attempt = self._register(request)
+            after = self._attempts.get(after_key)
+            after_ident = after.ident if after is not None and after.link is attempt.link else 0
+        payload = self._encode_launch(request, attempt)
+        if attempt.fail_reason is not None:
+            self._forget(attempt.ident)
+            return False
+        attempt.link.send(encode_arm(after_ident, payload))
+        return True
+
+    def disarm(self, after_key: str) -> None:
+        """Withdraws the launch armed on `after_key`, unless the spawner has launched it already."""
+        with self._lock:
+            after = self._attempts.get(after_key)
+        if after is not None:
+            after.link.send(encode_disarm(after.ident))
+
+    def _register(self, request: LaunchRequest) -> _Attempt:
+        # Caller holds self._lock.
+        key = request.attempt_key
+        if self._closed:
+            raise LaunchError("executor is closed")
+        if key in self._attempts:
+            raise LaunchError(f"attempt {key!r} is already running")
+        link = self._link if self._link is not None else self._restart_link()
+        attempt = _Attempt(key, next(self._ids), link, max(0, request.memory_mib) * 1024 * 1024)
+        self._attempts[key] = attempt
+        self._by_id[attempt.ident] = attempt
+        return attempt
+
+    def _launch(self, request: LaunchRequest, *, may_wait: bool) -> int:
+        with self._lock:
+            attempt = self._register(request)
+            link = attempt.link
             wait = may_wait and threading.current_thread() is not link.reader
-            if wait:  # armed before the attempt is visible to the reader, which may release it at once
+            if wait:  # set while we hold the lock under which the reader finds the attempt to answer it
                 attempt.waiter = threading.Lock()
                 attempt.waiter.acquire()
-            self._attempts[key] = attempt
-            self._by_id[attempt.ident] = attempt
         link.send(self._encode_launch(request, attempt))
         if not wait:
             return 0
@@ -232,7 +273,8 @@ class SpawnerExecutor(MemoryLimitMixin):
                 return encode_launch(attempt.ident, fs_bytes(os.path.abspath(request.workdir)),
                                      fs_bytes(os.path.abspath(request.log_path)),
                                      fs_bytes(program) if program else b"",
-                                     [fs_bytes(arg) for arg in request.argv], encode_env(overlay))
+                                     [fs_bytes(arg) for arg in request.argv], encode_env(overlay),
+                                     spare=fs_bytes(request.spare_log) if request.spare_log else b"")
             except (TypeError, ValueError) as err:
                 reason = describe_start_error(err)
         attempt.fail_reason = reason
@@ -259,6 +301,10 @@ class SpawnerExecutor(MemoryLimitMixin):
                 if attempt.waiter is not None:
                     attempt.waiter.release()
                 self._deliver(ExitInfo(attempt.key, exit_code=None, reason=reason, started=False))
+        elif kind == EV_DISARMED:
+            attempt = self._forget(ident)
+            if attempt is not None:
+                self._deliver(ExitInfo(attempt.key, exit_code=None, reason=DISARMED, started=False))
         elif kind == EV_EXITED:
             attempt = self._forget(ident)
             if attempt is not None:

@@ -20,11 +20,11 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HELLO_TIMEOUT_SECONDS = 10.0
 QUIT_TIMEOUT_SECONDS = 10.0
-REQ_LAUNCH, REQ_STOP, REQ_KILL, REQ_QUIT, REQ_FAIL = 1, 2, 3, 4, 5
-EV_HELLO, EV_STARTED, EV_FAILED, EV_EXITED = 0, 1, 2, 3
+REQ_LAUNCH, REQ_STOP, REQ_KILL, REQ_QUIT, REQ_FAIL, REQ_ARM, REQ_DISARM = 1, 2, 3, 4, 5, 6, 7
+EV_HELLO, EV_STARTED, EV_FAILED, EV_EXITED, EV_DISARMED = 0, 1, 2, 3, 4
 
 _U32 = struct.Struct("<I")
 _HEADER = struct.Struct("<IBQ")  # body length, type, attempt id
@@ -69,11 +69,14 @@ def _env_entry(name: str, value: str) -> bytes:
 
 
 def encode_launch(ident: int, workdir: bytes, log_path: bytes, program: bytes, argv: Iterable[bytes],
-                  env: list[bytes]) -> bytes:
-    """LAUNCH; an empty ``program`` makes the child search argv[0] on its own PATH."""
+                  env: list[bytes], spare: bytes = b"") -> bytes:
+    """LAUNCH; an empty ``program`` makes the child search argv[0] on its own PATH.
+
+    ``spare``: an empty file to rename into place as the log (b"": create the log).
+    """
     argv = list(argv)
     parts = [b"", bytes((REQ_LAUNCH,)), ident.to_bytes(8, "little")]
-    for value in (workdir, log_path, program):
+    for value in (workdir, log_path, spare, program):
         parts += (_U32.pack(len(value)), value)
     for items in (argv, env):
         parts.append(_U32.pack(len(items)))
@@ -81,6 +84,16 @@ def encode_launch(ident: int, workdir: bytes, log_path: bytes, program: bytes, a
             parts += (_U32.pack(len(value)), value)
     parts[0] = _U32.pack(sum(map(len, parts)))
     return b"".join(parts)
+
+
+def encode_arm(after: int, launch: bytes) -> bytes:
+    """ARM: the LAUNCH record `launch` (from encode_launch), to run when attempt `after` exits."""
+    body = bytes((REQ_ARM,)) + after.to_bytes(8, "little") + launch[5:]
+    return _U32.pack(len(body)) + body
+
+
+def encode_disarm(after: int) -> bytes:
+    return _HEADER.pack(1 + 8, REQ_DISARM, after)
 
 
 def encode_fail(ident: int, message: str) -> bytes:
@@ -97,8 +110,10 @@ def encode_kill(ident: int) -> bytes:
 
 
 def decode_event(body: bytes) -> tuple[int, int, int | str]:
-    """Returns (type, attempt id, value): pid for STARTED, code for EXITED, text for FAILED."""
+    """Returns (type, attempt id, value): pid for STARTED, code for EXITED, text for FAILED, 0 for DISARMED."""
     kind, ident = _EVENT.unpack_from(body, 0)
+    if kind == EV_DISARMED:
+        return kind, ident, 0
     if kind == EV_FAILED:
         (size,) = _U32.unpack_from(body, 9)
         return kind, ident, body[13:13 + size].decode("utf-8", "replace")

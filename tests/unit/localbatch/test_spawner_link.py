@@ -7,14 +7,19 @@ import struct
 import pytest
 
 from chalicelib.localbatch.spawner_link import (
+    EV_DISARMED,
     EV_EXITED,
     EV_FAILED,
     EV_STARTED,
+    REQ_ARM,
+    REQ_DISARM,
     REQ_FAIL,
     REQ_KILL,
     REQ_LAUNCH,
     REQ_STOP,
     decode_event,
+    encode_arm,
+    encode_disarm,
     encode_env,
     encode_fail,
     encode_kill,
@@ -34,18 +39,29 @@ def read_strings(data: bytes, pos: int, count: int) -> tuple[list[bytes], int]:
 
 
 def test_launch_record_layout() -> None:
-    record = encode_launch(7, b"/w", b"/l.log", b"", [b"echo", b"hi there"], [b"A=1", b"B="])
+    record = encode_launch(7, b"/w", b"/l.log", b"", [b"echo", b"hi there"], [b"A=1", b"B="], spare=b"/s/1")
     (length,) = struct.unpack_from("<I", record)
     assert length == len(record) - 4
     assert record[4] == REQ_LAUNCH
     assert int.from_bytes(record[5:13], "little") == 7
-    paths, pos = read_strings(record, 13, 3)
-    assert paths == [b"/w", b"/l.log", b""]
+    paths, pos = read_strings(record, 13, 4)
+    assert paths == [b"/w", b"/l.log", b"/s/1", b""]
     (argc,) = struct.unpack_from("<I", record, pos)
     argv, pos = read_strings(record, pos + 4, argc)
     (envc,) = struct.unpack_from("<I", record, pos)
     env, pos = read_strings(record, pos + 4, envc)
     assert (argv, env, pos) == ([b"echo", b"hi there"], [b"A=1", b"B="], len(record))
+
+
+def test_arm_record_wraps_a_launch_body() -> None:
+    launch = encode_launch(8, b"/w", b"/l.log", b"", [b"true"], [])
+    record = encode_arm(3, launch)
+    (length,) = struct.unpack_from("<I", record)
+    assert length == len(record) - 4
+    assert record[4] == REQ_ARM
+    assert int.from_bytes(record[5:13], "little") == 3
+    assert record[13:] == launch[5:]  # the LAUNCH body from its id on
+    assert encode_disarm(3) == struct.pack("<IBQ", 9, REQ_DISARM, 3)
 
 
 def test_small_records() -> None:
@@ -60,6 +76,7 @@ def test_small_records() -> None:
 def test_events_decode() -> None:
     assert decode_event(struct.pack("<BQi", EV_STARTED, 4, 1234)) == (EV_STARTED, 4, 1234)
     assert decode_event(struct.pack("<BQi", EV_EXITED, 4, 137)) == (EV_EXITED, 4, 137)
+    assert decode_event(struct.pack("<BQ", EV_DISARMED, 4)) == (EV_DISARMED, 4, 0)
     message = b"/x: No such file or directory"
     assert decode_event(struct.pack("<BQI", EV_FAILED, 4, len(message)) + message) == \
         (EV_FAILED, 4, "/x: No such file or directory")
