@@ -141,7 +141,7 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
 
     def next_timer_ms(self) -> int | None:
         due = self._timers[0][0] if self._timers else None
-        if self._dirty or self._events:
+        if self._dirty or self._events or self.ended_logs:  # ended logs are handed on at a commit
             flush = self._last_commit_ms + self.options.group_commit_ms
             due = flush if due is None else min(due, flush)
         return due
