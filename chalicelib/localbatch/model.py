@@ -134,6 +134,9 @@ class Job:
     workdir: str = ""  # the current attempt's scratch folder
     reclaim_at_ms: int | None = None
     instance_id: str = ""
+    # wire.state_json at the job's last status change, reused for its row at the next commit;
+    # "" when something changed since (Scheduler._touch), so the row is encoded afresh.
+    encoded_state: str = ""
     # Array parents only.
     children: list[Job] | None = None
     summary: dict[str, int] | None = None

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from chalicelib.localbatch import wire
 from chalicelib.localbatch.model import (
     ComputeEnvironment, Job, JobDefinition, JobQueue, Resources, Submission,
 )
@@ -34,11 +35,6 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, job_id TEXT, time_ms INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
 """
-
-_STATE_FIELDS = ("status_reason", "started_at", "stopped_at", "attempts", "exit_code",
-                 "container_reason", "log_stream", "is_cancelled", "is_terminated", "cancel_reason",
-                 "created_at", "instance_id", "placed_ce", "summary_at")  # summary_at: array parents
-
 
 class StoreError(Exception):
     """The state file cannot be opened as an engine store (corrupt, or not ours)."""
@@ -152,11 +148,14 @@ class Store:
         return int(row[0])
 
     @staticmethod
-    def job_row(job: Job) -> tuple[str, str, str | None, int | None, str]:
-        """A job's row as written: taken under the engine lock, written later."""
-        state = {name: getattr(job, name) for name in _STATE_FIELDS}
-        parent_id = job.parent.job_id if job.parent is not None else None
-        return (job.status.value, json.dumps(state, separators=(",", ":")), parent_id, job.index, job.job_id)
+    def job_row(job: Job, state: str = "") -> tuple[str, str, str | None, int | None, str]:
+        """A job's row as written: taken under the engine lock, written later.
+
+        `state` is the job's current wire.state_json when the caller already has it.
+        """
+        parent = job.parent
+        return (job.status.value, state or wire.state_json(job), None if parent is None else parent.job_id,
+                job.index, job.job_id)
 
     def upsert_jobs(self, jobs: Iterable[Job]) -> None:
         self.upsert_job_rows([self.job_row(job) for job in jobs])
@@ -170,7 +169,11 @@ class Store:
         """Yields (job_id, parent_id, index, status, state) in insertion order."""
         for job_id, parent_id, idx, status, state in self._db.execute(
                 "SELECT job_id, parent_id, idx, status, state FROM jobs ORDER BY rowid"):
-            yield job_id, parent_id, idx, status, json.loads(state)
+            fields = json.loads(state)
+            # The status column is the job's status; a parent's summary is rebuilt from its children.
+            fields.pop("status", None)
+            fields.pop("summary", None)
+            yield job_id, parent_id, idx, status, fields
 
     # -- events -------------------------------------------------------------------------------
     def append_events(self, events: list[tuple[str, int, str]]) -> int:
