@@ -24,10 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median, write_result  # noqa: E402
-from chalicelib.localbatch.capacity import HostCapacity  # noqa: E402
-from chalicelib.localbatch.engine import Engine  # noqa: E402
-from chalicelib.localbatch.model import REASON_EXITED, Job, JobStatus  # noqa: E402
+from bench.common import median, write_result
+from chalicelib.localbatch.capacity import HostCapacity
+from chalicelib.localbatch.engine import Engine
+from chalicelib.localbatch.model import REASON_EXITED, Job, JobStatus
 
 CHANGES_PER_JOB = 5
 
