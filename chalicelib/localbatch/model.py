@@ -136,6 +136,9 @@ class Job:
     instance_id: str = ""
     armed_on: str | None = None  # the running attempt whose slot this RUNNABLE job is armed to take
     disarm_action: tuple[str, str] | None = None  # ("cancel" | "terminate", reason) once withdrawn
+    # wire.state_json at the job's last status change, reused for its row at the next commit;
+    # "" when something changed since (Scheduler._touch), so the row is encoded afresh.
+    encoded_state: str = ""
     # Array parents only.
     children: list[Job] | None = None
     summary: dict[str, int] | None = None

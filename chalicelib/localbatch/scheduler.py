@@ -116,20 +116,25 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         return self.clock.now_ms()
 
     def _touch(self, job: Job) -> None:
+        """Marks a job changed; its row is written at the next commit, encoded then."""
         self._dirty[job.job_id] = job
+        job.encoded_state = ""
 
     def set_status(self, job: Job, status: JobStatus, reason: str | None = None) -> None:
         old = job.status
         job.status = status
         if reason is not None:
             job.status_reason = reason
+        now = self.now()
         parent = job.parent
         if parent is not None and parent.summary is not None:
             parent.summary[old.value] -= 1
             parent.summary[status.value] += 1
-            parent.summary_at = self.now()
-        self._touch(job)
-        self._events.append((job.job_id, self.now(), wire.snapshot_json(job)))
+            parent.summary_at = now
+        # One encoding for the event and, unless the job is touched again first, its row.
+        state = job.encoded_state = wire.state_json(job)
+        self._dirty[job.job_id] = job
+        self._events.append((job.job_id, now, "S" + state))
         if status is JobStatus.RUNNABLE:
             self._push_runnable(job)
         elif status.is_terminal:
@@ -200,7 +205,12 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         self._last_commit_ms = self.now()
         if not self._dirty and not self._events:
             return None
-        rows = [self.store.job_row(job) for job in self._dirty.values()]
+        job_row = self.store.job_row
+        rows = []
+        for job in self._dirty.values():
+            # An array parent's summary moves with its children without touching it: encode afresh.
+            rows.append(job_row(job, job.encoded_state if job.summary is None else ""))
+            job.encoded_state = ""  # not kept in memory past the commit
         batch = Batch(rows, self._events)
         self._dirty, self._events = {}, []
         return batch

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from chalicelib.localbatch import wire
 from chalicelib.localbatch.model import (
     ComputeEnvironment, Job, JobDefinition, JobQueue, Resources, Submission,
 )
@@ -31,13 +32,37 @@ CREATE TABLE IF NOT EXISTS submissions (seq INTEGER PRIMARY KEY, job_id TEXT UNI
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, parent_id TEXT, idx INTEGER, status TEXT NOT NULL, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY, job_id TEXT, time_ms INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, seq);
+    seq INTEGER PRIMARY KEY, job_id TEXT, time_ms INTEGER NOT NULL, body TEXT NOT NULL, job_key INTEGER);
 """
 
-_STATE_FIELDS = ("status_reason", "started_at", "stopped_at", "attempts", "exit_code",
-                 "container_reason", "log_stream", "is_cancelled", "is_terminated", "cancel_reason",
-                 "created_at", "instance_id", "placed_ce", "summary_at")  # summary_at: array parents
+# A job's events are found through job_key: its submission's seq and its array index + 1 (0 for the
+# submitted job itself) packed in one integer, so the index entries of jobs submitted together lie
+# together and a commit dirties a few index pages. Indexed by the random job UUID instead, every
+# commit wrote one index page per job it touched: most of its WAL writes.
+_KEY_SPAN = 16384  # more than the largest array index + 1
+_EVENTS_INDEX = "CREATE INDEX IF NOT EXISTS events_by_job_key ON events (job_key, seq)"
+_COLON = "instr(events.job_id, ':')"
+_BACKFILL_KEYS = (
+    "UPDATE events SET job_key = (SELECT s.seq FROM submissions s WHERE s.job_id = CASE WHEN "
+    f"{_COLON} > 0 THEN substr(events.job_id, 1, {_COLON} - 1) ELSE events.job_id END) * {_KEY_SPAN}"
+    f" + CASE WHEN {_COLON} > 0 THEN CAST(substr(events.job_id, {_COLON} + 1) AS INTEGER) + 1 ELSE 0 END"
+)
+
+
+def _add_event_keys(db: sqlite3.Connection) -> None:
+    """Migrates a store written before job_key: fills it in and swaps the job_id index for its own."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # Checked again inside the transaction: another process may have migrated it meanwhile.
+        if "job_key" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+            db.execute("ALTER TABLE events ADD COLUMN job_key INTEGER")
+            db.execute(_BACKFILL_KEYS)
+            db.execute("DROP INDEX IF EXISTS events_by_job")
+            db.execute(_EVENTS_INDEX)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class StoreError(Exception):
@@ -53,6 +78,9 @@ class Store:
         try:
             self._db = self._connect()
             self._db.executescript(SCHEMA)
+            if "job_key" not in {row[1] for row in self._db.execute("PRAGMA table_info(events)")}:
+                _add_event_keys(self._db)
+            self._db.execute(_EVENTS_INDEX)
             self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path}: not a usable engine state file ({err}); move it away to start "
@@ -62,6 +90,7 @@ class Store:
         # the engine lock (the group commit) never interleaves with another write.
         self.write_lock = threading.RLock()
         self._next_seq: int | None = None
+        self._sub_seqs: dict[str, int] = {}  # submitted job id -> submission seq, for job keys
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -138,6 +167,7 @@ class Store:
     def insert_submission(self, sub: Submission) -> None:
         body = {k: v for k, v in asdict(sub).items() if k not in ("static_json", "container_json")}
         self._db.execute("INSERT INTO submissions VALUES (?, ?, ?)", (sub.seq, sub.job_id, json.dumps(body)))
+        self._sub_seqs[sub.job_id] = sub.seq
 
     def load_submissions(self) -> list[Submission]:
         subs = []
@@ -152,11 +182,14 @@ class Store:
         return int(row[0])
 
     @staticmethod
-    def job_row(job: Job) -> tuple[str, str, str | None, int | None, str]:
-        """A job's row as written: taken under the engine lock, written later."""
-        state = {name: getattr(job, name) for name in _STATE_FIELDS}
-        parent_id = job.parent.job_id if job.parent is not None else None
-        return (job.status.value, json.dumps(state, separators=(",", ":")), parent_id, job.index, job.job_id)
+    def job_row(job: Job, state: str = "") -> tuple[str, str, str | None, int | None, str]:
+        """A job's row as written: taken under the engine lock, written later.
+
+        `state` is the job's current wire.state_json when the caller already has it.
+        """
+        parent = job.parent
+        return (job.status.value, state or wire.state_json(job), None if parent is None else parent.job_id,
+                job.index, job.job_id)
 
     def upsert_jobs(self, jobs: Iterable[Job]) -> None:
         self.upsert_job_rows([self.job_row(job) for job in jobs])
@@ -170,7 +203,11 @@ class Store:
         """Yields (job_id, parent_id, index, status, state) in insertion order."""
         for job_id, parent_id, idx, status, state in self._db.execute(
                 "SELECT job_id, parent_id, idx, status, state FROM jobs ORDER BY rowid"):
-            yield job_id, parent_id, idx, status, json.loads(state)
+            fields = json.loads(state)
+            # The status column is the job's status; a parent's summary is rebuilt from its children.
+            fields.pop("status", None)
+            fields.pop("summary", None)
+            yield job_id, parent_id, idx, status, fields
 
     # -- events -------------------------------------------------------------------------------
     def append_events(self, events: list[tuple[str, int, str]]) -> int:
@@ -182,10 +219,26 @@ class Store:
         if self._next_seq is None:
             self._next_seq = self.last_event_seq() + 1
         first = self._next_seq
-        self._db.executemany("INSERT INTO events (seq, job_id, time_ms, body) VALUES (?, ?, ?, ?)",
-                             [(first + i, *event) for i, event in enumerate(events)])
+        key = self._job_key
+        db = self._db
+        self._db.executemany("INSERT INTO events (seq, job_id, time_ms, body, job_key) VALUES (?, ?, ?, ?, ?)",
+                             [(first + i, job_id, time_ms, body, key(job_id, db) if job_id else None)
+                              for i, (job_id, time_ms, body) in enumerate(events)])
         self._next_seq = first + len(events)
         return self._next_seq - 1
+
+    def _job_key(self, job_id: str, db: sqlite3.Connection) -> int | None:
+        """The job_key of a job id, None for an id no submission can have (its events are none)."""
+        root, _, index = job_id.partition(":")
+        if index and not (index.isdigit() and int(index) < _KEY_SPAN - 1):
+            return None
+        seq = self._sub_seqs.get(root)
+        if seq is None:  # submitted before this store was opened, or by another process
+            row = db.execute("SELECT seq FROM submissions WHERE job_id=?", (root,)).fetchone()
+            if row is None:
+                return None
+            seq = self._sub_seqs[root] = int(row[0])
+        return seq * _KEY_SPAN + (int(index) + 1 if index else 0)
 
     def last_event_seq(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -208,8 +261,10 @@ class Store:
                 cursor = reader.execute("SELECT seq, job_id, time_ms, body FROM events WHERE seq > ? "
                                         "ORDER BY seq LIMIT ?", (after, limit))
             else:
-                cursor = reader.execute("SELECT seq, job_id, time_ms, body FROM events WHERE job_id = ? "
-                                        "AND seq > ? ORDER BY seq LIMIT ?", (job_id, after, limit))
+                key = self._job_key(job_id, reader)
+                cursor = reader.execute("SELECT seq, job_id, time_ms, body FROM events WHERE job_key = ? "
+                                        "AND job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                        (key, job_id, after, limit))
             rows = [(int(seq), str(jid), int(ms), str(body)) for seq, jid, ms, body in cursor]
         finally:
             reader.execute("COMMIT")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from operator import attrgetter
 from typing import Any
+
+import orjson
 
 from chalicelib.localbatch import arns
 from chalicelib.localbatch.model import (
@@ -114,8 +117,27 @@ class _IsoClock:
 _iso = _IsoClock()
 
 
-_SNAPSHOT_FIELDS = ("status_reason", "created_at", "started_at", "stopped_at", "attempts", "exit_code",
-                    "container_reason", "log_stream", "is_cancelled", "is_terminated")
+# A job's dynamic state, as stored in its row and, behind an "S", with each of its events.
+# Every field that ever changes after submission: the rest of a job is its submission.
+STATE_FIELDS = ("status_reason", "created_at", "started_at", "stopped_at", "attempts", "exit_code",
+                "container_reason", "log_stream", "is_cancelled", "is_terminated", "cancel_reason",
+                "instance_id", "placed_ce", "summary_at", "status")
+_state_values = attrgetter(*STATE_FIELDS)
+
+
+def state_json(job: Job) -> str:
+    """A job's dynamic state as compact JSON text (UTF-8 left as is, not \\u-escaped).
+
+    One encoding serves both the event snapshot and the job's row, so a state change is
+    encoded once. orjson: this runs on every state change with the engine lock held, and
+    it encodes these small dicts about four times faster than the json module.
+    An array parent's state carries its status summary (events show it; loading ignores it,
+    as the summary is rebuilt from the children).
+    """
+    state = dict(zip(STATE_FIELDS, _state_values(job)))
+    if job.summary is not None:
+        state["summary"] = job.summary
+    return orjson.dumps(state).decode()
 
 
 def snapshot_json(job: Job) -> str:
@@ -125,12 +147,7 @@ def snapshot_json(job: Job) -> str:
     the job's submission, which never changes, so the envelope is rebuilt exactly on read
     at a fraction of the cost per state change.
     """
-    state: dict[str, Any] = {name: getattr(job, name) for name in _SNAPSHOT_FIELDS}
-    state["status"] = job.status.value
-    if job.summary is not None:
-        state["summary"] = job.summary
-        state["summary_at"] = job.summary_at
-    return "S" + _dumps(state)
+    return "S" + state_json(job)
 
 
 def event_id(token: str, seq: int) -> str:
