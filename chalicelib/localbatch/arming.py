@@ -153,7 +153,7 @@ class ArmingMixin:
             self.executor.disarm(job.armed_on)
 
     def withdraw_all(self) -> None:
-        """Withdraws every armed launch (compute environments or queues changed)."""
+        """Withdraws every armed launch, to be placed again under new settings."""
         for job in list(self.armed.values()):
             self.withdraw(job, REQUEUE)
 

@@ -118,7 +118,7 @@ class ResourceOperations:
             ce.compute_resources = merged
         if body.get("serviceRole") is not None:
             ce.service_role = v.as_str(body["serviceRole"], "serviceRole")
-        self.s.withdraw_all()  # armed launches were chosen under the old settings
+        self.s.resources_changed()  # armed launches and fit checks were made under the old settings
         self.s.store.save_compute_environment(ce)
         return {"computeEnvironmentName": ce.name, "computeEnvironmentArn": ce.arn}
 
@@ -204,7 +204,7 @@ class ResourceOperations:
             queue.ce_order = self._ce_order(body["computeEnvironmentOrder"])
         if body.get("jobStateTimeLimitActions") is not None:
             queue.time_limit_actions = self._time_limit_actions(body["jobStateTimeLimitActions"])
-        self.s.withdraw_all()  # armed launches were chosen under the old settings
+        self.s.resources_changed()  # armed launches and fit checks were made under the old settings
         self.s.store.save_queue(queue)
         return {"jobQueueName": queue.name, "jobQueueArn": queue.arn}
 

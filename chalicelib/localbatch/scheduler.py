@@ -94,6 +94,7 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         self._launches: list[Job] = []
         self._last_commit_ms = 0
         self._blocked_reported: set[str] = set()
+        self._head_fits: dict[str, str] = {}  # queue -> its head job that fits some environment
         self.on_commit: Callable[[int, list[tuple[str, int, str]]], None] = lambda last_seq, events: None
         # (path, keep_as): the engine renames a failed attempt's scratch to keep_as (kept for
         # inspection) or, with None, deletes a succeeded attempt's leftovers, off the hot path.
@@ -364,9 +365,17 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
                 heapq.heappop(heap)
                 self._start(job, ce)
 
+    def resources_changed(self) -> None:
+        """Compute environments or queues changed: what was decided under the old settings is redone."""
+        self._head_fits.clear()
+        self.withdraw_all()
+
     def _report_blocked(self, queue: JobQueue, job: Job) -> None:
+        if job.job_id in self._blocked_reported or self._head_fits.get(queue.name) == job.job_id:
+            return  # asked already: a head waiting for room is asked on every tick otherwise
         reason = never_fits(queue, self.ces, self.host, job.sub.resources)
-        if reason is None or job.job_id in self._blocked_reported:
+        if reason is None:
+            self._head_fits[queue.name] = job.job_id
             return
         self._blocked_reported.add(job.job_id)
         job.status_reason = reason

@@ -34,8 +34,10 @@
  * without a DISARMED before it knows the armed attempt was launched.
  *
  * The child environment is the spawner's own environ (the engine's base env)
- * overlaid with the request's env entries. Each attempt runs in its own session
- * (pid = pgid) with cwd = workdir, stdin = /dev/null and stdout + stderr appended
+ * overlaid with the request's env entries. Each attempt runs in its own process
+ * group (pid = pgid; not its own session: setsid also makes a scheduler autogroup per
+ * job, a cost per launch, and the spawner's session has no controlling terminal anyway)
+ * with cwd = workdir, stdin = /dev/null and stdout + stderr appended
  * to the log. When an attempt's main process exits, its whole group is SIGKILLed
  * before the leader is reaped, so the group id cannot have been reused.
  *
@@ -474,7 +476,7 @@ static void __attribute__((noreturn)) child_exec(const char *workdir, int log_fd
     sigaction(SIGPIPE, &dfl, NULL);
     sigaction(SIGINT, &dfl, NULL);
     sigprocmask(SIG_SETMASK, &child_mask, NULL);
-    setsid();
+    setpgid(0, 0);
     child_stage = 1;
     if (chdir(workdir) < 0) goto fail;
     child_stage = 2;
