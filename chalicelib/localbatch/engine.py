@@ -71,6 +71,8 @@ class Engine:
         self.scheduler.launcher = None if self._inline else self._enqueue_launches
         self.service = BatchService(self.scheduler, self.lock, self._wake.set)
         self.executor.set_exit_callback(self._on_exit)
+        if hasattr(self.executor, "set_exits_callback"):
+            self.executor.set_exits_callback(self._on_exits)
         self._subscribers: list[Subscriber] = []
         self._dispatch: queue.SimpleQueue[tuple[int, list[str]] | None] = queue.SimpleQueue()
         self._feed = threading.Condition()
@@ -151,13 +153,17 @@ class Engine:
         self.stop()
 
     def _on_exit(self, info: ExitInfo) -> None:
-        """Ends the attempt and starts what can start, right here on the executor's thread.
+        self._on_exits([info])
 
-        Handing the exit to the scheduler thread would add two thread wake-ups to every
-        job's path from one process ending to the next one starting.
+    def _on_exits(self, infos: list[ExitInfo]) -> None:
+        """Ends the attempts and starts what can start, right here on the executor's thread.
+
+        Handing exits to the scheduler thread would add two thread wake-ups to every job's
+        path from one process ending to the next one starting; exits read together share
+        one scheduling round.
         """
         scheduler = self.scheduler
-        scheduler.exits.append(info)
+        scheduler.exits.extend(infos)
         if self._stopping.is_set() or not self._started:
             self._wake.set()
             return

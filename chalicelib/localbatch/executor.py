@@ -79,6 +79,7 @@ class LaunchError(Exception):
 
 
 ExitCallback = Callable[[ExitInfo], None]
+ExitsCallback = Callable[[list[ExitInfo]], None]  # optional (set_exits_callback): exits read together
 
 
 class Executor(Protocol):

@@ -37,6 +37,7 @@ from chalicelib.localbatch.executor import (
     OOM_REASON,
     PULL_ERROR,
     ExitCallback,
+    ExitsCallback,
     ExitInfo,
     LaunchError,
     LaunchRequest,
@@ -116,6 +117,7 @@ class SpawnerExecutor(MemoryLimitMixin):
         self._by_id: dict[int, _Attempt] = {}
         self._ids = itertools.count(1)
         self._callback: ExitCallback | None = None
+        self._batch_callback: ExitsCallback | None = None
         self._closed = False
         self._memory_thread: threading.Thread | None = None
         self._memory_pending = threading.Event()
@@ -126,6 +128,10 @@ class SpawnerExecutor(MemoryLimitMixin):
 
     def set_exit_callback(self, callback: ExitCallback) -> None:
         self._callback = callback
+
+    def set_exits_callback(self, callback: ExitsCallback) -> None:
+        """Exits read together from the spawner are then delivered in one call, in order."""
+        self._batch_callback = callback
 
     def launch(self, request: LaunchRequest) -> int:
         """Starts the attempt; returns its pid (= pgid), -1 if it could not start (0: see module doc).
@@ -246,7 +252,7 @@ class SpawnerExecutor(MemoryLimitMixin):
     # -- the spawner process -------------------------------------------------
 
     def _start_link(self) -> SpawnerLink:
-        return SpawnerLink(self._binary, self._base_env, self._on_event, self._on_link_lost)
+        return SpawnerLink(self._binary, self._base_env, self._on_events, self._on_link_lost)
 
     def _restart_link(self) -> SpawnerLink:
         # Caller holds self._lock; the previous spawner died (its attempts were reported).
@@ -282,8 +288,23 @@ class SpawnerExecutor(MemoryLimitMixin):
 
     # -- events ------------------------------------------------------------------
 
-    def _on_event(self, kind: int, ident: int, value: int | str) -> None:
+    def _on_events(self, events: list[tuple[int, int, int | str]]) -> None:
         # Runs on the link's reader thread, in the order the spawner wrote the events.
+        exits: list[ExitInfo] = []
+        for kind, ident, value in events:
+            try:
+                self._on_event(kind, ident, value, exits)
+            except Exception:  # noqa: BLE001 - one bad event must not lose the others' exits
+                logger.exception("handling conveyor-spawner event %d for attempt %d failed", kind, ident)
+        if not exits:
+            return
+        if self._batch_callback is not None:
+            self._batch_callback(exits)
+        else:
+            for info in exits:
+                self._deliver(info)
+
+    def _on_event(self, kind: int, ident: int, value: int | str, exits: list[ExitInfo]) -> None:
         if kind == EV_STARTED:
             with self._lock:
                 attempt = self._by_id.get(ident)
@@ -300,16 +321,16 @@ class SpawnerExecutor(MemoryLimitMixin):
                 reason = attempt.fail_reason or f"{START_ERROR}: {value}"
                 if attempt.waiter is not None:
                     attempt.waiter.release()
-                self._deliver(ExitInfo(attempt.key, exit_code=None, reason=reason, started=False))
+                exits.append(ExitInfo(attempt.key, exit_code=None, reason=reason, started=False))
         elif kind == EV_DISARMED:
             attempt = self._forget(ident)
             if attempt is not None:
-                self._deliver(ExitInfo(attempt.key, exit_code=None, reason=DISARMED, started=False))
+                exits.append(ExitInfo(attempt.key, exit_code=None, reason=DISARMED, started=False))
         elif kind == EV_EXITED:
             attempt = self._forget(ident)
             if attempt is not None:
-                self._deliver(ExitInfo(attempt.key, exit_code=int(value), reason=OOM_REASON if attempt.oom else None,
-                                       started=True))
+                exits.append(ExitInfo(attempt.key, exit_code=int(value),
+                                      reason=OOM_REASON if attempt.oom else None, started=True))
         else:
             logger.warning("unknown conveyor-spawner event %d", kind)
 

@@ -32,8 +32,8 @@ _STOP = struct.Struct("<IBQI")
 _EVENT = struct.Struct("<BQ")
 _I32 = struct.Struct("<i")
 
-# (event type, attempt id, pid / exit code / message)
-EventHandler = Callable[[int, int, "int | str"], None]
+# Every event decoded from one read, in order: (event type, attempt id, pid / exit code / message)
+EventsHandler = Callable[[list[tuple[int, int, "int | str"]]], None]
 
 
 class SpawnerUnavailable(Exception):
@@ -127,7 +127,7 @@ class SpawnerLink:
         SpawnerUnavailable: it cannot be executed or does not answer.
     """
 
-    def __init__(self, binary: str, env: Mapping[str, str], on_event: EventHandler,
+    def __init__(self, binary: str, env: Mapping[str, str], on_events: EventsHandler,
                  on_lost: Callable[[SpawnerLink], None]) -> None:
         try:
             # Own session: a terminal's Ctrl-C is for the engine, which then sends QUIT.
@@ -149,7 +149,7 @@ class SpawnerLink:
             self.proc.stdin.close()
             self.proc.stdout.close()
             raise SpawnerUnavailable(str(err)) from err
-        self._on_event = on_event
+        self._on_events = on_events
         self._on_lost = on_lost
         self.reader = threading.Thread(target=self._read_events, name="conveyor-spawner-events", daemon=True)
         self.reader.start()
@@ -216,17 +216,20 @@ class SpawnerLink:
             if not chunk:
                 break
             buffer += chunk
-            pos = 0
+            pos, events = 0, []
             while len(buffer) - pos >= 4:
                 (length,) = _U32.unpack_from(buffer, pos)
                 if len(buffer) - pos - 4 < length:
                     break
-                try:
-                    self._on_event(*decode_event(bytes(buffer[pos + 4:pos + 4 + length])))
-                except Exception:  # edge of the reader loop: one bad handler must not stop exits
-                    logger.exception("handling a conveyor-spawner event failed")
+                events.append(decode_event(bytes(buffer[pos + 4:pos + 4 + length])))
                 pos += 4 + length
             del buffer[:pos]
+            if events:
+                # Handed over together: the engine then runs one scheduling round for all of them.
+                try:
+                    self._on_events(events)
+                except Exception:  # edge of the reader loop: one bad handler must not stop exits
+                    logger.exception("handling conveyor-spawner events failed")
         try:
             self._on_lost(self)
         finally:
