@@ -5,7 +5,8 @@ about half a millisecond of GIL-held CPU per attempt, which competes with the
 scheduler thread. Here Python only encodes one request per launch; the C helper
 (``spawner.c``, protocol described there, bytes moved by ``spawner_link``)
 makes the folders, forks, reaps and kills groups, and reports STARTED / FAILED /
-EXITED on a pipe that one reader thread turns into exit callbacks.
+EXITED on a pipe that a reader thread turns into exit callbacks. There are
+``SPAWNERS`` helpers; a chain of armed launches stays with its first attempt's.
 
 Behaviour matches ProcessExecutor: the same child environment (built by
 ``spawn.build_child_env`` and overlaid on the spawner's environ, which is the
@@ -16,9 +17,10 @@ by the spawner, which is the reaper, so a recycled pid is never signalled.
 
 If the engine dies (kill -9) the spawner sees EOF and exits without killing:
 the attempts keep running until the next engine's ``kill_orphans``. A launch
-made from inside the exit callback cannot wait for the reader thread (it is the
-caller), so it returns 0 ("pid not known yet"); the scheduler treats that as a
-successful launch and a failed start still arrives through the callback.
+made from inside the exit callback cannot wait for the reader thread when that
+thread is the caller, so it returns 0 ("pid not known yet"); the scheduler
+treats that as a successful launch and a failed start still arrives through the
+callback.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ __all__ = ["DISARMED", "SPAWNER_LOST", "SpawnerExecutor", "SpawnerUnavailable"]
 logger = logging.getLogger(__name__)
 
 SPAWNER_LOST = f"{START_ERROR}: the conveyor-spawner process exited unexpectedly"
+# Spawner processes per executor. One serialises every slot's fork and exec and sleeps
+# on every slot's exits; with two, each chain of armed launches (see arming.py) has its
+# own, and the kernel can run both where there are cores for them.
+SPAWNERS = 2
 DISARMED = "conveyor: armed launch withdrawn before it started"
 _EDITED = ("PATH", "PYTHONPATH", "CUDA_VISIBLE_DEVICES")
 
@@ -100,7 +106,7 @@ class SpawnerExecutor(MemoryLimitMixin):
 
     takes_spare_logs = True  # LaunchRequest.spare_log is renamed into place by the spawner
 
-    def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25) -> None:
+    def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25, spawners: int = SPAWNERS) -> None:
         if not engine_token:
             raise ValueError("engine_token must be a non-empty string")
         binary = spawner_path()
@@ -122,7 +128,8 @@ class SpawnerExecutor(MemoryLimitMixin):
         self._memory_thread: threading.Thread | None = None
         self._memory_pending = threading.Event()
         self._closing = threading.Event()
-        self._link: SpawnerLink | None = self._start_link()
+        self._links: list[SpawnerLink | None] = [self._start_link() for _ in range(max(1, spawners))]
+        self._turn = 0  # round robin over the spawners for launches that start a chain
 
     # -- Executor protocol ---------------------------------------------------
 
@@ -165,8 +172,8 @@ class SpawnerExecutor(MemoryLimitMixin):
             LaunchError: as for launch.
         """
         with self._lock:
-            attempt = self._register(request)
             after = self._attempts.get(after_key)
+            attempt = self._register(request, after)
             after_ident = after.ident if after is not None and after.link is attempt.link else 0
         payload = self._encode_launch(request, attempt)
         if attempt.fail_reason is not None:
@@ -182,14 +189,18 @@ class SpawnerExecutor(MemoryLimitMixin):
         if after is not None:
             after.link.send(encode_disarm(after.ident))
 
-    def _register(self, request: LaunchRequest) -> _Attempt:
-        # Caller holds self._lock.
+    def _register(self, request: LaunchRequest, after: _Attempt | None = None) -> _Attempt:
+        # Caller holds self._lock. An armed launch goes to its host's spawner, which holds the chain.
         key = request.attempt_key
         if self._closed:
             raise LaunchError("executor is closed")
         if key in self._attempts:
             raise LaunchError(f"attempt {key!r} is already running")
-        link = self._link if self._link is not None else self._restart_link()
+        if after is not None and after.link in self._links:
+            link = after.link
+        else:
+            index, self._turn = self._turn, (self._turn + 1) % len(self._links)
+            link = self._links[index] or self._restart_link(index)
         attempt = _Attempt(key, next(self._ids), link, max(0, request.memory_mib) * 1024 * 1024)
         self._attempts[key] = attempt
         self._by_id[attempt.ident] = attempt
@@ -227,9 +238,12 @@ class SpawnerExecutor(MemoryLimitMixin):
 
         Waits (up to ``ORPHAN_WAIT_SECONDS``) until they are gone. Returns the attempt keys killed.
         """
-        link = self._link
-        exclude = {os.getpid()} | ({link.pid} if link is not None else set())
+        exclude = {os.getpid(), *self.spawner_pids()}
         return kill_tagged_orphans(self._token, self._live_keys, exclude=exclude)
+
+    def spawner_pids(self) -> list[int]:
+        """The pids of the running spawner processes."""
+        return [link.pid for link in list(self._links) if link is not None]
 
     def _live_keys(self) -> set[str]:
         with self._lock:
@@ -241,9 +255,10 @@ class SpawnerExecutor(MemoryLimitMixin):
             if self._closed:
                 return
             self._closed = True
-            link, self._link = self._link, None
-        if link is not None:
-            link.quit()
+            links, self._links = self._links, [None] * len(self._links)
+        for link in links:
+            if link is not None:
+                link.quit()
         self._closing.set()
         self._memory_pending.set()
         if self._memory_thread is not None:
@@ -254,14 +269,14 @@ class SpawnerExecutor(MemoryLimitMixin):
     def _start_link(self) -> SpawnerLink:
         return SpawnerLink(self._binary, self._base_env, self._on_events, self._on_link_lost)
 
-    def _restart_link(self) -> SpawnerLink:
+    def _restart_link(self, index: int) -> SpawnerLink:
         # Caller holds self._lock; the previous spawner died (its attempts were reported).
         try:
-            self._link = self._start_link()
+            link = self._links[index] = self._start_link()
         except SpawnerUnavailable as err:
             raise LaunchError(f"conveyor-spawner cannot be restarted: {err}") from err
         logger.warning("conveyor-spawner restarted")
-        return self._link
+        return link
 
     def _encode_launch(self, request: LaunchRequest, attempt: _Attempt) -> bytes:
         """The LAUNCH request, or a FAIL request echoing why Python refused it."""
@@ -343,8 +358,7 @@ class SpawnerExecutor(MemoryLimitMixin):
 
     def _on_link_lost(self, link: SpawnerLink) -> None:
         with self._lock:
-            if self._link is link:
-                self._link = None
+            self._links = [None if known is link else known for known in self._links]
             lost = [attempt for attempt in self._attempts.values() if attempt.link is link]
         if lost or not link.quitting:
             logger.error("conveyor-spawner (pid %d) exited unexpectedly; %d attempt(s) lost",

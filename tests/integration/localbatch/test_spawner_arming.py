@@ -318,12 +318,10 @@ def test_a_disarm_that_reaches_the_spawner_after_the_launch_withdraws_nothing(sp
     assert executor.launch(job(tmp_path, "host", gate=host_gate)) > 0
     assert executor.arm("host", job(tmp_path, "next", gate=next_gate))
     assert executor.arm("next", job(tmp_path, "last"))
-    host_ident = executor._attempts["host"].ident
+    host_ident, link = executor._attempts["host"].ident, executor._attempts["host"].link
     host_gate.touch()
     assert next_exits(exits, 1) == [ExitInfo("host", 0, None, True)]
     wait_until(lambda: "next" in executor.running(), "the armed attempt never started")
-    link = executor._link
-    assert link is not None
     link.send(encode_disarm(host_ident))
     next_gate.touch()
     assert next_exits(exits, 2) == [ExitInfo("next", 0, None, True), ExitInfo("last", 0, None, True)]
