@@ -74,7 +74,28 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":  # a HEAD answer has headers only
             self.wfile.write(payload)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own refusals (a malformed request line, headers too long) in our error shape."""
+        error = ClientException(message or "malformed request") if code < 500 else ServerException(message or "")
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # an unreadable request line: answer with headers anyway
+            self.request_version = "HTTP/1.0"
+        self._send(code, json.dumps({"__type": error.code, "message": error.message}).encode(), "application/json",
+                   error=error.code)
+
     def _body(self) -> Any:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raw = self._chunked_body()
+        else:
+            raw = self._sized_body()
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ClientException(f"request body: not valid JSON ({err})") from None
+
+    def _sized_body(self) -> bytes:
         header = (self.headers.get("Content-Length") or "0").strip()
         if not header.isdigit():
             self.close_connection = True
@@ -83,13 +104,33 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self.close_connection = True  # the unread body must not be parsed as the next request
             raise ClientException(f"request body: at most {MAX_BODY} bytes, got {length}")
-        raw = self.rfile.read(length) if length else b""
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ClientException(f"request body: not valid JSON ({err})") from None
+        return self.rfile.read(length) if length else b""
+
+    def _chunked_body(self) -> bytes:
+        """Reads a `Transfer-Encoding: chunked` body (RFC 9112 section 7.1); trailers are skipped."""
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                size = -1
+            if size < 0:
+                self.close_connection = True
+                raise ClientException(f"request body: bad chunk size line {line[:40]!r}")
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields: nothing here uses them
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                self.close_connection = True
+                raise ClientException(f"request body: at most {MAX_BODY} bytes")
+            parts.append(self.rfile.read(size))
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                self.close_connection = True
+                raise ClientException("request body: a chunk does not end with CRLF")
 
     def _route(self) -> tuple[int, bytes, str]:
         url = urlsplit(self.path)

@@ -317,3 +317,38 @@ def test_propagating_more_than_50_tags_fails_the_job(raw_batch: Any, live: LiveE
     fine = raw_batch.submit_job(jobName="tags", jobQueue="default", jobDefinition="tagged30", propagateTags=True,
                                 tags={f"d{i}": "override" for i in range(25)})["jobId"]  # same keys: 30 in all
     wait_for_status(live.batch, fine, "SUCCEEDED")
+
+
+def _raw_exchange(live: LiveEngine, request: bytes) -> bytes:
+    import socket
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_a_chunked_request_body_is_read(live: LiveEngine) -> None:
+    body = json.dumps({"jobQueues": ["default"]}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:])) + b"0\r\n\r\n"
+    reply = _raw_exchange(live, b"POST /v1/describejobqueues HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["jobQueues"][0]["jobQueueName"] == "default"
+
+
+def test_malformed_chunks_and_request_lines_get_json_client_errors(live: LiveEngine) -> None:
+    for request in (
+        b"POST /v1/describejobqueues HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+        b"POST /v1/describejobqueues HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n",
+        b"NONSENSE\r\n\r\n",
+    ):
+        reply = _raw_exchange(live, request)
+        head, _, payload = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") or head.startswith(b"HTTP/1.0 400"), reply[:200]
+        assert b"x-amzn-ErrorType: ClientException" in head
+        assert json.loads(payload)["__type"] == "ClientException"
+    assert live.batch.describe_job_queues()["jobQueues"]  # still serving
