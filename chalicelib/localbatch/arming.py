@@ -87,7 +87,10 @@ class ArmingMixin:
                                        log_stream=self.log_stream_for(job, job.attempt_number))
         if not self._arm(host_key, request):
             self._return_workdir(job)
+            self._return_spare(request.spare_log)
             return False
+        if request.spare_log:
+            self._armed_spares[key] = request.spare_log
         job.placed_ce = host.placed_ce  # scheduling state only: the job shows nothing until it starts
         job.armed_on = host_key
         self.armed[host_key] = job
@@ -98,6 +101,7 @@ class ArmingMixin:
         job.armed_on = None
         action, job.disarm_action = job.disarm_action, None
         key = self.attempt_key(job)
+        self._armed_spares.pop(key, None)  # renamed into place by the spawner
         if job.status is not JobStatus.RUNNABLE:  # defensive: it left RUNNABLE some other way
             self.executor.stop(key, 0)
             return
@@ -124,6 +128,7 @@ class ArmingMixin:
         job.armed_on = None
         job.placed_ce = None
         self._return_workdir(job)
+        self._return_spare(self._armed_spares.pop(info.attempt_key, ""))
         action, job.disarm_action = job.disarm_action, None
         if action is None or action is REQUEUE:
             self._push_runnable(job)  # same place in its queue as before: FIFO is kept
@@ -156,6 +161,10 @@ class ArmingMixin:
         """Withdraws every armed launch, to be placed again under new settings."""
         for job in list(self.armed.values()):
             self.withdraw(job, REQUEUE)
+
+    def _return_spare(self, path: str) -> None:
+        if path and self.log_pool is not None:
+            self.log_pool.give_back(path)  # the spawner never launched it: the file is still a spare
 
     def _return_workdir(self, job: Job) -> None:
         workdir, job.workdir = job.workdir, ""

@@ -45,6 +45,11 @@ class LogPool:
         except IndexError:
             return ""
 
+    def give_back(self, path: str) -> None:
+        """Returns a spare that was taken but never used (its launch was withdrawn or refused)."""
+        if path:
+            self._ready.appendleft(path)
+
     def wants_refill(self) -> bool:
         return len(self._ready) < self.target // 2
 

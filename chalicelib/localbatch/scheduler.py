@@ -108,6 +108,7 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         # Successor launches held by the executor (arming.py), when it can hold them.
         self._arm: Callable[[str, LaunchRequest], bool] | None = getattr(executor, "arm", None)
         self.armed: dict[str, Job] = {}  # running attempt key -> the RUNNABLE job armed on it
+        self._armed_spares: dict[str, str] = {}  # armed attempt key -> the spare log it carries
         # Spare log files (logpool.py), set by the engine for executors that rename them into place.
         self.log_pool: LogPool | None = None
         self.ended_logs: list[str] = []  # logs of ended attempts, recyclable once that end is committed

@@ -234,3 +234,18 @@ def test_a_launch_the_executor_refuses_is_placed_the_ordinary_way(rig: Rig) -> N
     rig.ex.finish(rig.key(jobs[0]))
     rig.tick()
     assert rig.status(jobs[2]) == "RUNNING"  # launched by placement once a slot was free
+
+
+def test_a_withdrawn_or_refused_launch_gives_its_spare_log_back(rig: Rig) -> None:
+    from chalicelib.localbatch.logpool import LogPool
+    pool = rig.engine.scheduler.log_pool = LogPool(rig.engine.scheduler.log_path(""), target=8)
+    pool.refill()
+    jobs = [rig.submit(f"j{i}") for i in range(4)]
+    rig.ex.refuse.add(rig.key(jobs[3]))
+    rig.tick()
+    assert rig.ex.armed[rig.key(jobs[0])].spare_log  # armed with a spare; jobs[3] was refused
+    assert len(pool) == 8 - 3  # two launched, one armed; the refused one's spare came back
+    rig.batch.cancel_job(jobId=jobs[2], reason="no")
+    rig.tick()
+    assert rig.status(jobs[2]) == "FAILED"
+    assert len(pool) == 8 - 2  # ... and so did the withdrawn one's

@@ -130,3 +130,12 @@ def test_adopted_spares_count_towards_the_target(tmp_path: Path) -> None:
     assert len(pool) == 2
     pool.refill()
     assert len(pool) == 5 and len(spare_files(tmp_path)) == 5
+
+
+def test_a_spare_given_back_is_handed_out_first(tmp_path: Path) -> None:
+    pool = LogPool(str(tmp_path / "logs"), target=2)
+    pool.refill()
+    first = pool.take()
+    pool.give_back(first)
+    pool.give_back("")  # nothing taken: nothing to give back
+    assert len(pool) == 2 and pool.take() == first
