@@ -16,7 +16,10 @@ spawner to withdraw it. If the withdrawal arrives first, Y is cancelled or termi
 a RUNNABLE job is; if X exited first, Y had already started, the race AWS documents for a
 cancel that reaches a job after it left RUNNABLE (a terminate then stops it). Changes to
 compute environments and queues withdraw every armed launch, so placement is redone under
-the new settings. An engine killed meanwhile loses nothing: the spawner starts no armed
+the new settings. A job that placement would take before an armed one (from a queue of
+higher priority, or a retry that keeps its place in its queue) has the armed jobs behind
+it withdrawn when it could have their slot, so a chain never holds it back for longer than
+the attempt running now. An engine killed meanwhile loses nothing: the spawner starts no armed
 launch after its engine is gone, and one started just before is found by its log file.
 
 Part of the Scheduler (mixed in); it works on the scheduler's state under the engine lock.
@@ -42,7 +45,11 @@ class ArmingMixin:
 
     def _arm_successors(self) -> None:
         """Arms the queue heads that did not fit on running attempts that have no successor yet."""
-        if self._arm is None or len(self.armed) >= CHAIN_DEPTH * len(self.running):
+        if self._arm is None:
+            return
+        if self.armed:
+            self._withdraw_outranked()
+        if len(self.armed) >= CHAIN_DEPTH * len(self.running):
             return
         hosts = [(key, job) for key, job in self.running.items()
                  if key not in self.armed and job.status in _LIVE and job.stop_cause is None and not job.gpu_ids]
@@ -68,6 +75,38 @@ class ArmingMixin:
                 hosts.remove(host)
             if not hosts:
                 return
+
+    def _rank(self, job: Job) -> tuple[float, ...]:
+        """Where placement takes the job: queue priority, then queue, then submission order."""
+        queue = self.queues.get(job.sub.queue)
+        if queue is None:
+            return (float("inf"),)
+        return (-queue.priority, queue.seq, job.sub.seq, -1 if job.index is None else job.index)
+
+    def _withdraw_outranked(self) -> None:
+        """Withdraws armed jobs that a waiting job ranks before, when it could have their slot."""
+        armed = [(self._rank(job), job) for job in self.armed.values() if job.disarm_action is None]
+        if not armed:
+            return
+        latest = max(rank for rank, _ in armed)
+        for queue in self._queues_by_priority():
+            heap = self._runnable.get(queue.name)
+            while heap and (heap[0][2] not in self.jobs or self.jobs[heap[0][2]].status is not JobStatus.RUNNABLE
+                            or self.jobs[heap[0][2]].armed_on is not None):
+                heapq.heappop(heap)
+            if not heap:
+                continue
+            head = self.jobs[heap[0][2]]
+            rank = self._rank(head)
+            if rank >= latest:
+                return  # queues come in priority order: every later head ranks lower still
+            slots = [*self.running.items(), *((self.attempt_key(job), job) for job in self.armed.values())]
+            if self._host_for(head, {name for _, name in queue.ce_order}, slots) is None:
+                continue  # it could not take an armed job's slot anyway
+            for job_rank, job in armed:
+                if job_rank > rank:
+                    self.withdraw(job, REQUEUE)
+            return
 
     def _host_for(self, job: Job, ce_names: set[str], hosts: list[tuple[str, Job]]) -> tuple[str, Job] | None:
         res = job.sub.resources

@@ -249,3 +249,32 @@ def test_a_withdrawn_or_refused_launch_gives_its_spare_log_back(rig: Rig) -> Non
     rig.tick()
     assert rig.status(jobs[2]) == "FAILED"
     assert len(pool) == 8 - 2  # ... and so did the withdrawn one's
+
+
+def test_a_job_from_a_higher_priority_queue_is_not_held_back_by_armed_chains(rig: Rig) -> None:
+    rig.batch.create_job_queue(jobQueueName="high", priority=10,
+                               computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "local"}])
+    low = [rig.submit(f"low{i}") for i in range(6)]
+    rig.tick()
+    assert len(rig.ex.armed) == 4  # two running, four armed behind them
+    urgent = rig.submit("urgent", queue="high")
+    rig.tick()
+    # The low jobs armed behind the running ones were withdrawn and armed again after it.
+    assert rig.ex.armed[rig.key(low[0])].attempt_key == rig.key(urgent)
+    assert [rig.status(job) for job in low[2:]] == ["RUNNABLE"] * 4
+    rig.ex.finish(rig.key(low[0]))
+    rig.tick()
+    assert rig.status(urgent) == "RUNNING"  # the first slot to free went to the urgent job
+    assert rig.ex.order[:3] == [rig.key(low[0]), rig.key(low[1]), rig.key(urgent)]
+
+
+def test_a_high_priority_job_too_big_for_any_slot_does_not_withdraw_anything(rig: Rig) -> None:
+    rig.register("wide", vcpus="2")
+    rig.batch.create_job_queue(jobQueueName="high", priority=10,
+                               computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "local"}])
+    [rig.submit(f"low{i}") for i in range(4)]
+    rig.tick()
+    armed = dict(rig.ex.armed)
+    rig.submit("wide", jd="wide", queue="high")
+    rig.tick()
+    assert rig.ex.armed == armed  # it needs both slots at once: withdrawing would not help it
