@@ -312,6 +312,9 @@ class ResourceOperations:
             raise v.fail("resourceArn", "an AWS Batch ARN", arn)
         kind, name = parsed
         if kind == "job" and name in self.s.jobs:
+            if self.s.jobs[name].parent is not None:  # as AWS: tags belong to the array job itself
+                raise ClientException(f"resourceArn: {arn!r} is a child of an array job; tag the array job "
+                                      f"({arns.job_arn(self.s.jobs[name].parent.job_id)}) instead")
             return self.s.jobs[name].sub.tags
         if kind == "job-queue" and name in self.s.queues:
             return self.s.queues[name].tags

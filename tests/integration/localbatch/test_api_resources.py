@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import wait_for_status
+from tests.helpers import wait_for_status, wait_until
 from tests.integration.localbatch.conftest import LiveEngine, register
 
 
@@ -154,3 +154,19 @@ def test_at_most_50_queues_and_50_environments(live: LiveEngine) -> None:
     ces = [c for p in batch.get_paginator("describe_compute_environments").paginate()
            for c in p["computeEnvironments"]]
     assert len(ces) == 50
+
+
+def test_array_children_cannot_be_tagged_their_array_can(live: LiveEngine) -> None:
+    batch = live.batch
+    jd = register(batch, "tag-array", ["true"])
+    array_arn = batch.submit_job(jobName="a", jobQueue="default", jobDefinition=jd, tags={"j": "1"},
+                                 arrayProperties={"size": 2})["jobArn"]
+    child_arn = f"{array_arn}:1"
+    wait_until(lambda: batch.describe_jobs(jobs=[child_arn.rsplit("/", 1)[1]])["jobs"], what="the child to exist")
+    for call, extra in ((batch.tag_resource, {"tags": {"x": "y"}}), (batch.untag_resource, {"tagKeys": ["j"]}),
+                        (batch.list_tags_for_resource, {})):
+        message = client_error(call, resourceArn=child_arn, **extra)
+        assert "child of an array job" in message and array_arn in message
+    assert batch.list_tags_for_resource(resourceArn=array_arn)["tags"] == {"j": "1"}  # untouched
+    batch.tag_resource(resourceArn=array_arn, tags={"x": "y"})
+    assert batch.list_tags_for_resource(resourceArn=array_arn)["tags"] == {"j": "1", "x": "y"}
