@@ -37,6 +37,9 @@ class ObjectStore(Protocol):
     def get_bytes(self, uri: str) -> bytes:
         """Reads an object. Raises ObjectStoreError when missing."""
 
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an object, fewer past its end. Raises ObjectStoreError when missing."""
+
     def put_bytes(self, uri: str, data: bytes) -> None:
         """Writes an object (whole, replacing any old one)."""
 

@@ -51,6 +51,17 @@ class FileObjectStore:
         except IsADirectoryError:
             raise ObjectStoreError(f"{uri} is a folder, not an object") from None
 
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        path = self._path(uri)
+        try:
+            with path.open("rb") as handle:
+                handle.seek(start)
+                return handle.read(max(0, end - start))
+        except FileNotFoundError:
+            raise ObjectStoreError(f"object not found: {uri}") from None
+        except IsADirectoryError:
+            raise ObjectStoreError(f"{uri} is a folder, not an object") from None
+
     def put_bytes(self, uri: str, data: bytes) -> None:
         path = self._path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,19 @@ class S3ObjectStore:
         except ClientError as err:
             raise _store_error(err, uri) from err
 
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        bucket, key = self._locate(uri)
+        try:
+            body = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+            data: bytes = body.read()
+            return data
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # starts past the end of the object
+            raise _store_error(err, uri) from err
+
     def put_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self._locate(uri)
         try:

@@ -54,3 +54,14 @@ def test_publish_folder_is_all_or_nothing_and_replaces(tmp_path: Path) -> None:
     assert [p.name for p in copied] == ["b.txt"]
     # Only the published folder is visible: no temporary or old folders remain.
     assert [p.name for p in (tmp_path / "store" / "stage").iterdir()] == ["s1"]
+
+
+def test_range_reads(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}/runs"
+    store = open_store(root)
+    store.put_bytes(f"{root}/m.json", b"0123456789")
+    assert store.get_range(f"{root}/m.json", 2, 5) == b"234"
+    assert store.get_range(f"{root}/m.json", 8, 20) == b"89"
+    assert store.get_range(f"{root}/m.json", 12, 20) == b""
+    with pytest.raises(ObjectStoreError, match="object not found"):
+        store.get_range(f"{root}/missing", 0, 4)

@@ -83,3 +83,14 @@ def test_download_folder_refuses_keys_escaping_the_local_folder(s3: Any, tmp_pat
     with pytest.raises(PathEscapeError):
         download_folder(store, f"{ROOT}/a/s1", tmp_path / "dst")
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_range_reads(s3: Any) -> None:
+    store = open_store(ROOT, s3_client=s3)
+    store.put_bytes(f"{ROOT}/m.json", b"0123456789")
+    assert store.get_range(f"{ROOT}/m.json", 2, 5) == b"234"
+    assert store.get_range(f"{ROOT}/m.json", 8, 20) == b"89"  # fewer past the end
+    assert store.get_range(f"{ROOT}/m.json", 12, 20) == b""  # starts past the end
+    assert store.get_range(f"{ROOT}/m.json", 3, 3) == b""
+    with pytest.raises(ObjectStoreError, match="object not found"):
+        store.get_range(f"{ROOT}/missing", 0, 4)

@@ -24,6 +24,9 @@ class MemoryStore:
         except KeyError:
             raise ObjectStoreError(f"object not found: {uri}") from None
 
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        return self.get_bytes(uri)[start:max(start, end)]
+
     def put_bytes(self, uri: str, data: bytes) -> None:
         self.objects[self._check(uri)] = data
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+
 import pytest
 
 from chalicelib.pipeline.errors import ItemsError, ObjectStoreError, PathEscapeError
@@ -77,6 +80,46 @@ def test_manifest_round_trip_and_index_lookup() -> None:
     assert read_item(store, uri, 3) == items[3]
     with pytest.raises(ItemsError, match="item index 5 is outside manifest .* \\(5 items\\)"):
         read_item(store, uri, 5)
+
+
+class CountingStore(MemoryStore):
+    """Records which reads happen, to show a child does not read the whole manifest."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.whole: list[str] = []
+        self.ranges: list[tuple[str, int, int]] = []
+
+    def get_bytes(self, uri: str) -> bytes:
+        self.whole.append(uri)
+        return super().get_bytes(uri)
+
+    def get_range(self, uri: str, start: int, end: int) -> bytes:
+        self.ranges.append((uri, start, end))
+        return MemoryStore.get_bytes(self, uri)[start:max(start, end)]
+
+
+def test_a_child_reads_its_item_through_the_offsets_not_the_whole_manifest() -> None:
+    store = CountingStore("s3://bucket")
+    items = [Item(f"s{i}", (f"s3://bucket/reads/é{i}.fq",)) for i in range(1000)]
+    uri = write_manifest(store, RUN, items)
+    assert json.loads(store.objects[uri]) == json.loads(json.dumps(  # the same document as before offsets
+        {"version": 1, "count": 1000, "items": [item.to_dict() for item in items]}))
+    for index in (0, 1, 500, 999):
+        assert read_item(store, uri, index) == items[index]
+    assert store.whole == [] and len(store.ranges) == 8  # two small range reads per item
+    with pytest.raises(ItemsError, match="item index 1000 is outside manifest .* \\(1000 items\\)"):
+        read_item(store, uri, 1000)  # past the offsets: the whole manifest says how many there are
+
+
+def test_without_or_with_a_stale_offsets_file_the_whole_manifest_is_read() -> None:
+    store = CountingStore("s3://bucket")
+    items = [Item(f"s{i}", (f"s3://bucket/reads/s{i}.fq",)) for i in range(3)]
+    uri = write_manifest(store, RUN, items)
+    del store.objects[uri + ".offsets"]
+    assert read_item(store, uri, 2) == items[2] and store.whole == [uri]
+    store.objects[uri + ".offsets"] = struct.pack("<4Q", 3, 9, 20, 30)  # points into the wrong bytes
+    assert read_item(store, uri, 1) == items[1] and store.whole == [uri, uri]
 
 
 def test_join_items_and_output_layout() -> None:
