@@ -56,22 +56,15 @@ class ArmingMixin:
         hosts += [(key, job) for key, job in ((self.attempt_key(job), job) for job in self.armed.values())
                   if key not in self.armed and job.disarm_action is None]
         for queue in self._queues_by_priority():
-            heap = self._runnable.get(queue.name)
-            if not heap:
-                continue
             ce_names = {name for _, name in queue.ce_order}
-            while heap and hosts:
-                job = self.jobs.get(heap[0][2])
-                if job is None or job.status is not JobStatus.RUNNABLE or job.armed_on is not None:
-                    heapq.heappop(heap)
-                    continue
+            while hosts and (job := self._head(queue)) is not None:
                 host = self._host_for(job, ce_names, hosts)
                 if host is None:
                     break  # FIFO: the head waits for a slot it fits, and the rest behind it
                 key, running = host
                 if not self._arm_on(key, running, job):
                     break  # the executor refused it: placement launches it and reports why
-                heapq.heappop(heap)
+                heapq.heappop(self._runnable[queue.name])
                 hosts.remove(host)
             if not hosts:
                 return
@@ -90,13 +83,9 @@ class ArmingMixin:
             return
         latest = max(rank for rank, _ in armed)
         for queue in self._queues_by_priority():
-            heap = self._runnable.get(queue.name)
-            while heap and (heap[0][2] not in self.jobs or self.jobs[heap[0][2]].status is not JobStatus.RUNNABLE
-                            or self.jobs[heap[0][2]].armed_on is not None):
-                heapq.heappop(heap)
-            if not heap:
+            head = self._head(queue)
+            if head is None:
                 continue
-            head = self.jobs[heap[0][2]]
             rank = self._rank(head)
             if rank >= latest:
                 return  # queues come in priority order: every later head ranks lower still

@@ -350,20 +350,26 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
     def _queues_by_priority(self) -> list[JobQueue]:
         return sorted(self.queues.values(), key=lambda q: (-q.priority, q.seq))
 
+    def _head(self, queue: JobQueue) -> Job | None:
+        """The queue's first job waiting for a slot; entries of jobs that left RUNNABLE or were armed
+        since they were queued are dropped on the way."""
+        heap = self._runnable.get(queue.name)
+        while heap:
+            job = self.jobs.get(heap[0][2])
+            if job is not None and job.status is JobStatus.RUNNABLE and job.armed_on is None:
+                return job
+            heapq.heappop(heap)
+        return None
+
     def _place(self) -> None:
         for queue in self._queues_by_priority():
-            heap = self._runnable.get(queue.name)
-            while heap:
-                job = self.jobs.get(heap[0][2])
-                if job is None or job.status is not JobStatus.RUNNABLE or job.armed_on is not None:
-                    heapq.heappop(heap)
-                    continue
+            while (job := self._head(queue)) is not None:
                 res = job.sub.resources
                 ce = choose_environment(queue, self.ces, self.ledger, res)
                 if ce is None:
                     self._report_blocked(queue, job)
                     break  # FIFO: the head waits, and everything behind it waits too
-                heapq.heappop(heap)
+                heapq.heappop(self._runnable[queue.name])
                 self._start(job, ce)
 
     def resources_changed(self) -> None:
