@@ -6,6 +6,7 @@ Part of the Scheduler (mixed in); it works on the scheduler's state under the en
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from chalicelib.localbatch.executor import ExitInfo
 from chalicelib.localbatch.ids import hex_id
@@ -16,16 +17,22 @@ class ControlMixin:
     """Scheduler methods that act on jobs from outside the tick: API calls and engine start."""
 
     # -- cancel and terminate -------------------------------------------------------------------
+    def _stop_array(self, parent: Job, reason: str, flag: str, each_child: Callable[[Job, str], None]) -> None:
+        """CancelJob/TerminateJob of an array parent: `flag` ("is_cancelled"/"is_terminated") is set
+        on it now (a parent not spawned yet fails at once), then each child is handled alone."""
+        if parent.status is JobStatus.SUBMITTED:
+            setattr(parent, flag, True)
+            self.set_status(parent, JobStatus.FAILED, reason)
+        elif not parent.status.is_terminal:
+            setattr(parent, flag, True)
+            parent.cancel_reason = reason
+            self._touch(parent)
+        for child in parent.children or []:
+            each_child(child, reason)
+
     def cancel(self, job: Job, reason: str) -> None:
         if job.is_parent:
-            if job.status is JobStatus.SUBMITTED:
-                job.is_cancelled = True
-                self.set_status(job, JobStatus.FAILED, reason)
-            elif not job.status.is_terminal:
-                job.is_cancelled, job.cancel_reason = True, reason
-                self._touch(job)
-            for child in job.children or []:
-                self.cancel(child, reason)
+            self._stop_array(job, reason, "is_cancelled", self.cancel)
             return
         if job.armed_on is not None:
             self.withdraw(job, ("cancel", reason))  # decided when the spawner answers (arming.py)
@@ -43,14 +50,7 @@ class ControlMixin:
 
     def terminate(self, job: Job, reason: str) -> None:
         if job.is_parent:
-            if job.status is JobStatus.SUBMITTED:
-                job.is_terminated = True
-                self.set_status(job, JobStatus.FAILED, reason)
-            elif not job.status.is_terminal:
-                job.is_terminated, job.cancel_reason = True, reason
-                self._touch(job)
-            for child in job.children or []:
-                self.terminate(child, reason)
+            self._stop_array(job, reason, "is_terminated", self.terminate)
             return
         if job.armed_on is not None:
             self.withdraw(job, ("terminate", reason))  # decided when the spawner answers (arming.py)
