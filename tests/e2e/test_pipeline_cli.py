@@ -10,21 +10,15 @@ import yaml
 
 from chalicelib.cli import main
 from chalicelib.pipeline.inbox import InboxWatcher
-from tests.e2e.pipeline_harness import TOOLS, local_runtime, make_items, wait_for_end
+from tests.e2e.pipeline_harness import STAGE, local_runtime, make_items, wait_for_end
 
 SPEC = f"""name: cli
 stages:
   - name: a
-    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-    command: [python, -m, tool, copy, --key, "{{key}}", --fail-key, "@FAIL", --out, "{{out}}", "{{item}}"]
+{STAGE}    command: [python, -m, tool, copy, --key, "{{key}}", --fail-key, "@FAIL", --out, "{{out}}", "{{item}}"]
     foreach: item
   - name: c
-    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-    command: [python, -m, tool, gather, --out, "{{out}}", "{{a}}"]
+{STAGE}    command: [python, -m, tool, gather, --out, "{{out}}", "{{a}}"]
     after: [a]
 """
 

@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.pipeline_harness import TOOLS
+from tests.e2e.pipeline_harness import STAGE
 
 SPEC = f"""name: slow
 stages:
   - name: wait
-    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-    command: [python, -m, tool, copy, --key, "{{key}}", --slow-key, "{{key}}", --sleep, "60", --out, "{{out}}", "{{item}}"]
+{STAGE}    command: [python, -m, tool, copy, --key, "{{key}}", --slow-key, "{{key}}", --sleep, "60", --out, "{{out}}", "{{item}}"]
     foreach: item
 """
 
@@ -106,16 +103,10 @@ def test_ctrl_c_terminates_outstanding_jobs_and_exits_130(tmp_path: Path, served
 QUICK = f"""name: quick
 stages:
   - name: a
-    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-    command: [python, -m, tool, copy, --key, "{{key}}", --out, "{{out}}", "{{item}}"]
+{STAGE}    command: [python, -m, tool, copy, --key, "{{key}}", --out, "{{out}}", "{{item}}"]
     foreach: item
   - name: c
-    build: {TOOLS}
-    compute: on-demand
-    resources: {{vcpus: 1, memory: 64}}
-    command: [python, -m, tool, gather, --out, "{{out}}", "{{a}}"]
+{STAGE}    command: [python, -m, tool, gather, --out, "{{out}}", "{{a}}"]
     after: [a]
 """
 
