@@ -26,6 +26,8 @@ demo: setup
 	$(BIN)/python -m examples.genomics.demo
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

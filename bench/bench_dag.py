@@ -18,7 +18,7 @@ from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import batch_client, median, served_engine, wait_for_end, write_result  # noqa: E402
+from bench.common import batch_client, median, served_engine, wait_for_end, write_result
 
 
 def plain_python(size: int) -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import batch_client, median, rss_mib, served_engine, wait_for_end, write_result  # noqa: E402
+from bench.common import batch_client, median, rss_mib, served_engine, wait_for_end, write_result
 
 
 def register(batch: Any, name: str, command: list[str]) -> None:

@@ -35,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chalicelib.localbatch.executor import ExitInfo, LaunchRequest, ProcessExecutor
-from chalicelib.localbatch.spawner_executor import SpawnerExecutor
+from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest, ProcessExecutor
+from chalicelib.localbatch.execution.spawner_executor import SpawnerExecutor
 
 SLOTS = 2
 LEFTOVERS: list[str] = []

@@ -25,9 +25,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import median, write_result
-from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.engine import Engine
 from chalicelib.localbatch.model import REASON_EXITED, Job, JobStatus
+from chalicelib.localbatch.scheduling.capacity import HostCapacity
 
 CHANGES_PER_JOB = 5
 

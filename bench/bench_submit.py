@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import median, write_result  # noqa: E402
-from chalicelib.commands.pipeline_runtime import open_with_engine  # noqa: E402
-from chalicelib.localbatch.engine import Engine, HostCapacity  # noqa: E402
-from chalicelib.pipeline.ports import RunRequest  # noqa: E402
-from chalicelib.pipeline.service import start_run  # noqa: E402
+from bench.common import median, write_result
+from chalicelib.local.runtime import open_with_engine
+from chalicelib.localbatch.engine import Engine, HostCapacity
+from chalicelib.pipeline.ports import RunRequest
+from chalicelib.pipeline.runs import start_run
 
 SPEC: dict[str, Any] = {
     "name": "bench",

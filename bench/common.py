@@ -49,7 +49,7 @@ def served_engine(pid_out: list[int] | None = None, *extra: str, vcpus: int = 2)
         except OSError:
             if time.time() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError("engine did not start")
+                raise RuntimeError("engine did not start") from None
             time.sleep(0.05)
     try:
         yield url, data_dir

@@ -11,8 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from chalicelib import __version__
-from chalicelib.commands import engine_cmds, pipeline_cmds
-from chalicelib.localbatch.store import StoreError
+from chalicelib.commands import engine as engine_cmds
+from chalicelib.commands import pipeline as pipeline_cmds
+from chalicelib.localbatch.storage.store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ ENV_INBOX_PREFIX = "CONVEYOR_INBOX_PREFIX"
 ENV_RUNS_PREFIX = "CONVEYOR_RUNS_PREFIX"
 ENV_VERSION_PARAMETER = "CONVEYOR_VERSION_PARAMETER"
 ENV_LOG_GROUP = "CONVEYOR_LOG_GROUP"
-# The one switch between AWS Batch and the embedded engine (read by chalicelib.aws).
+# The one switch between AWS Batch and the embedded engine (read by chalicelib.aws_clients).
 ENV_BATCH_ENDPOINT_URL = "BATCH_ENDPOINT_URL"
 
 

@@ -12,14 +12,14 @@ from chalice.app import (
     NotFoundError,
 )
 
-from chalicelib.handlers.workflow import (
+from chalicelib.aws.composition import (
     InputError,
     load_document,
     run_request,
     runtime,
     validate_input,
 )
-from chalicelib.pipeline import service
+from chalicelib.pipeline import runs as service
 from chalicelib.pipeline.errors import PipelineError
 
 blueprint = Blueprint(__name__)

@@ -7,13 +7,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from chalice.app import Blueprint
 
+from chalicelib.aws.composition import load_document, runtime
 from chalicelib.handlers import run_tasks
-from chalicelib.handlers.workflow import load_document, runtime
 from chalicelib.observability import logger, tracer
 from chalicelib.pipeline.events import BATCH_DETAIL_TYPE
 from chalicelib.pipeline.objectstore import join_uri
 from chalicelib.pipeline.ports import RunRequest
-from chalicelib.pipeline.service import epoch_ms, new_run_id
+from chalicelib.pipeline.runs import epoch_ms, new_run_id
 from chalicelib.pipeline.trigger import objects_from_event, start_run_for_object
 
 blueprint = Blueprint(__name__)

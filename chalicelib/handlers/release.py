@@ -8,9 +8,9 @@ from typing import Any
 
 from chalice.app import Blueprint
 
-from chalicelib import aws
+from chalicelib import aws_clients as aws
+from chalicelib.aws.release import handle_release_event
 from chalicelib.observability import logger
-from chalicelib.pipeline.release import handle_release_event
 
 blueprint = Blueprint(__name__)
 
@@ -44,7 +44,7 @@ def release(event: dict[str, Any], context: Any) -> dict[str, Any]:
     physical_id = event.get("PhysicalResourceId") or "conveyor-release"
     try:
         physical_id, data = handle_release_event(event, ecr=aws.client("ecr"), stack_status=_stack_status)
-    except Exception as err:  # noqa: BLE001 - process edge: CloudFormation must always get an answer
+    except Exception as err:
         logger.exception("release refused or failed")
         _respond(event, "FAILED", physical_id, {}, str(err))
         return {"Status": "FAILED", "Reason": str(err)}

@@ -7,18 +7,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.handlers.workflow import (
+from chalicelib.aws.composition import (
     AwsRuntime,
     load_document,
     run_request,
     validate_input,
 )
 from chalicelib.observability import logger
-from chalicelib.pipeline import service
+from chalicelib.pipeline import runs as service
 from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.records import RunStatus, StageStatus
 from chalicelib.pipeline.runcontext import from_record
-from chalicelib.pipeline.service import epoch_ms
+from chalicelib.pipeline.runs import epoch_ms
 from chalicelib.pipeline.submitter import SubmissionError, terminate_run
 
 DEFAULT_WAIT_S = 7 * 24 * 3600  # a stage without timeouts may wait a week, then reconcile

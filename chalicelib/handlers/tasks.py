@@ -6,8 +6,8 @@ from typing import Any
 
 from chalice.app import Blueprint
 
+from chalicelib.aws.composition import runtime
 from chalicelib.handlers import run_tasks
-from chalicelib.handlers.workflow import runtime
 from chalicelib.observability import logger, metrics, tracer
 
 blueprint = Blueprint(__name__)

@@ -22,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.localbatch import arns, wire
-from chalicelib.localbatch.capacity import HostCapacity
+from chalicelib.localbatch.api.operations import BatchService
 from chalicelib.localbatch.clock import Clock, SystemClock
-from chalicelib.localbatch.executor import ExitInfo, make_executor
-from chalicelib.localbatch.loader import load_state
-from chalicelib.localbatch.logpool import LogPool
+from chalicelib.localbatch.execution.executor import ExitInfo
+from chalicelib.localbatch.execution.factory import make_executor
+from chalicelib.localbatch.execution.logpool import LogPool
 from chalicelib.localbatch.model import ComputeEnvironment, JobQueue
-from chalicelib.localbatch.scheduler import EngineOptions, Scheduler
-from chalicelib.localbatch.service import BatchService
-from chalicelib.localbatch.store import Store
+from chalicelib.localbatch.scheduling.capacity import HostCapacity
+from chalicelib.localbatch.scheduling.loader import load_state
+from chalicelib.localbatch.scheduling.scheduler import EngineOptions, Scheduler
+from chalicelib.localbatch.storage.store import Store
 
 logger = logging.getLogger(__name__)
 DEFAULT_CE = "local"
@@ -173,7 +174,7 @@ class Engine:
                 # The commit is left to the loop's group-commit timer: no SQLite on this path.
                 scheduler.tick(group_commit_ms=EXIT_PATH_NO_COMMIT)
                 due_after = scheduler.next_timer_ms()
-        except Exception:  # noqa: BLE001 - the executor's thread must survive; logged with context
+        except Exception:
             logger.exception("scheduler tick on exit failed")
             due_before, due_after = None, 0
         # Wake the loop only when its next deadline moved (a new timeout, or changes now
@@ -209,7 +210,7 @@ class Engine:
                 self._tend_log_pool(ended_logs)
                 if scheduler.has_work():
                     self._wake.set()  # e.g. a big array still spawning: go on after letting API calls in
-            except Exception:  # noqa: BLE001 - the loop must survive; the failure is logged with context
+            except Exception:
                 logger.exception("scheduler tick failed")
 
     def _enqueue_launches(self, requests: list[Any]) -> None:
@@ -249,7 +250,7 @@ class Engine:
             if callable(item):
                 try:
                     item()
-                except Exception:  # noqa: BLE001 - housekeeping must not stop; logged with context
+                except Exception:
                     logger.exception("engine housekeeping failed")
                 continue
             path, keep_as = item
@@ -289,7 +290,7 @@ class Engine:
                 for callback in subscribers:
                     try:
                         callback(envelope)
-                    except Exception:  # noqa: BLE001 - one faulty subscriber must not stop the others
+                    except Exception:
                         logger.exception("event subscriber failed")
 
     def render(self, seq: int, job_id: str, time_ms: int, body: str) -> str:
@@ -318,10 +319,10 @@ class Engine:
             with self._feed:
                 if job_id is None:
                     self._unfiltered_readers += 1
-                    ready = lambda: self._last_seq > seen or self._stopping.is_set()  # noqa: E731
+                    ready = lambda seen=seen: self._last_seq > seen or self._stopping.is_set()  # noqa: E731
                 else:
                     self._job_readers[job_id] += 1
-                    ready = lambda: self._job_last_seq.get(job_id, 0) > seen or self._stopping.is_set()  # noqa: E731
+                    ready = lambda seen=seen: self._job_last_seq.get(job_id, 0) > seen or self._stopping.is_set()  # noqa: E731
                 try:
                     self._feed.wait_for(ready, remaining)
                 finally:
@@ -337,7 +338,7 @@ class Engine:
 
     # -- clients and logs -----------------------------------------------------------------------
     def client(self) -> Any:
-        from chalicelib.localbatch.client import LocalBatchClient
+        from chalicelib.localbatch.api.client import LocalBatchClient
         return LocalBatchClient(self.service)
 
     def read_log(self, job_id: str, attempt: int | None = None) -> str:

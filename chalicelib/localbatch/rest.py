@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from chalicelib.localbatch.api.operations import OPERATIONS
 from chalicelib.localbatch.engine import Engine
 from chalicelib.localbatch.errors import BatchApiError, ClientException, ServerException
-from chalicelib.localbatch.service import OPERATIONS
 
 logger = logging.getLogger(__name__)
 _ROUTES = {f"/v1/{name.lower()}": name for name in OPERATIONS}
@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "conveyor-localbatch"
     engine: Engine
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
     def do_POST(self) -> None:
@@ -56,7 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.dumps({"__type": err.code, "message": err.message}).encode()
             self._send(status, payload, content_type, error=err.code)
             return
-        except Exception:  # noqa: BLE001 - process edge: log it, answer 500 without a traceback
+        except Exception:
             logger.exception("request %s %s failed", self.command, self.path)
             err = ServerException("Internal error in the local engine; see its log")
             self._send(500, json.dumps({"__type": err.code, "message": err.message}).encode(),

@@ -16,7 +16,12 @@ import orjson
 
 from chalicelib.localbatch import arns
 from chalicelib.localbatch.model import (
-    ALL_STATUSES, ComputeEnvironment, Job, JobDefinition, JobQueue, Submission,
+    ALL_STATUSES,
+    ComputeEnvironment,
+    Job,
+    JobDefinition,
+    JobQueue,
+    Submission,
 )
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

@@ -28,7 +28,6 @@ from chalicelib.pipeline.model import Item, ItemsSource
 from chalicelib.pipeline.objectstore import (
     ObjectStore,
     check_key,
-    open_store,
     relative_key,
     to_uri,
 )
@@ -41,7 +40,7 @@ def discover(
     spec_items: ItemsSource,
     override: str | None = None,
     *,
-    store_factory: StoreFactory = open_store,
+    store_factory: StoreFactory,
 ) -> list[Item]:
     """The run's items, from ``override`` (CLI ``--items``) or the spec's source.
 

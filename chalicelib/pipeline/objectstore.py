@@ -1,4 +1,4 @@
-"""ObjectStore port (manifests, outputs): the Protocol, URI helpers and the factory.
+"""ObjectStore port (manifests, outputs): the Protocol and URI helpers (the factory is chalicelib.objectstores).
 
 Two implementations, chosen by URI scheme at the composition root:
 ``objectstore_file.FileObjectStore`` (``file:///abs/folder``, or a plain
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
@@ -143,22 +143,6 @@ def is_under(uri: str, root: str) -> bool:
 
 def has_dot_segments(uri: str) -> bool:
     return any(part in ("..", ".") for part in urlparse(uri).path.split("/"))
-
-
-def open_store(root: str | Path, *, s3_client: Any = None) -> ObjectStore:
-    """The store for ``root``'s scheme (``file://``, a local path, or ``s3://``).
-
-    Raises:
-        ObjectStoreError: an unsupported scheme.
-    """
-    uri = to_uri(root)
-    if uri.startswith("s3://"):
-        from chalicelib.pipeline.objectstore_s3 import S3ObjectStore
-
-        return S3ObjectStore(uri, client=s3_client)
-    from chalicelib.pipeline.objectstore_file import FileObjectStore
-
-    return FileObjectStore(uri)
 
 
 def is_published(store: ObjectStore, prefix: str) -> bool:

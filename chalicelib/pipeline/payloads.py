@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chalicelib.pipeline.invocation import build_runner_argv
 from chalicelib.pipeline.model import JobKind, PipelineSpec, PlannedJob, Stage
-from chalicelib.runner.invocation import build_runner_argv
 
 HASH_KEY = "conveyorHash"
 PREFIX_PLACEHOLDER = "Ref::runPrefix"

@@ -8,15 +8,15 @@ Idempotency (a submission retried after a crash or timeout never submits a job t
    which finds a job submitted by an attempt that crashed between SubmitJob and the record;
 3. each new jobId is recorded in the run store right after SubmitJob, before the next job.
 
-This is the only module of the pipeline core that interprets ``botocore.exceptions``.
+This is the only module of the pipeline core that interprets the Batch client's errors. It
+recognises them by shape (botocore's exception classes, a ``response["Error"]`` dict) without
+importing botocore, so the core stays free of the SDK (the import contracts check that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.model import JobKind, PipelineSpec, Plan, PlannedJob
@@ -27,7 +27,7 @@ from chalicelib.pipeline.payloads import (
     to_submit_job,
 )
 from chalicelib.pipeline.ports import BatchClient, RunStore
-from chalicelib.pipeline.records import JobRecord, TERMINAL_BATCH_STATUSES
+from chalicelib.pipeline.records import TERMINAL_BATCH_STATUSES, JobRecord
 
 
 class SubmissionError(PipelineError):
@@ -39,9 +39,20 @@ class SubmissionError(PipelineError):
         super().__init__(f"stage {stage!r}: Batch refused the request ({code}){': ' + message if message else ''}")
 
 
+def _is_client_error(err: Exception) -> bool:
+    """A service error as boto3 raises it (ClientError): a ``response`` with an ``Error``."""
+    response = getattr(err, "response", None)
+    return isinstance(response, dict) and isinstance(response.get("Error"), dict)
+
+
+def _is_sdk_error(err: Exception) -> bool:
+    """Any error of the AWS SDK (ClientError, BotoCoreError: endpoint, credentials, ...)."""
+    return _is_client_error(err) or any(cls.__module__.startswith("botocore.") for cls in type(err).__mro__)
+
+
 def _error_code(err: Exception) -> tuple[str, str]:
-    if isinstance(err, ClientError):
-        info = err.response.get("Error", {})
+    if _is_client_error(err):
+        info = err.response["Error"]
         return str(info.get("Code", "ClientError")), str(info.get("Message", ""))
     return type(err).__name__, str(err)
 
@@ -49,7 +60,9 @@ def _error_code(err: Exception) -> tuple[str, str]:
 def _call(stage: str, fn: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
     try:
         return fn(**kwargs)
-    except (ClientError, BotoCoreError) as err:
+    except Exception as err:  # the SDK's errors are recognised by shape; anything else propagates
+        if not _is_sdk_error(err):
+            raise
         code, message = _error_code(err)
         raise SubmissionError(stage, code, message) from err
 

@@ -9,7 +9,7 @@ The job command of every stage is::
         [--scratch DIR] [--keep-scratch]
         -- TOOL ARGV...
 
-Build it with ``chalicelib.runner.invocation.build_runner_argv``. The runner
+Build it with ``chalicelib.pipeline.invocation.build_runner_argv``. The runner
 
 1. finds its item: ``offset + AWS_BATCH_JOB_ARRAY_INDEX`` (0 for a plain job)
    in the manifest (default ``<run-prefix>/manifest.json``); a ``--join``

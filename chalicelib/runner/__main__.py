@@ -1,4 +1,4 @@
-"""Entry point: ``python -m chalicelib.runner`` (arguments in ``chalicelib.runner.invocation``)."""
+"""Entry point: ``python -m chalicelib.runner`` (arguments in ``chalicelib.pipeline.invocation``)."""
 
 from __future__ import annotations
 

@@ -26,12 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import PipelineError, RunnerError
+from chalicelib.pipeline.invocation import RunnerArgs, parse_runner_argv
 from chalicelib.pipeline.manifest import read_item, read_manifest, stage_output_uri
 from chalicelib.pipeline.model import Item
-from chalicelib.pipeline.objectstore import ObjectStore, open_store
+from chalicelib.pipeline.objectstore import ObjectStore
 from chalicelib.pipeline.placeholders import BUILTIN, find_placeholders, substitute
-from chalicelib.runner.invocation import RunnerArgs, parse_runner_argv
 from chalicelib.runner.staging import Stager
 
 EXIT_RUNNER_ERROR = 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError, RunnerError
 from chalicelib.pipeline.manifest import stage_output_uri
 from chalicelib.pipeline.model import Item
@@ -22,7 +23,6 @@ from chalicelib.pipeline.objectstore import (
     check_key,
     download_folder,
     is_published,
-    open_store,
 )
 
 StoreFactory = Callable[[str], ObjectStore]

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from chalicelib import cli
-from chalicelib.pipeline.service import epoch_ms, new_run_id
+from chalicelib.pipeline.runs import epoch_ms, new_run_id
 from examples.genomics.simulate import ITEMS_MANIFEST, SimulationConfig, simulate
 
 HERE = Path(__file__).resolve().parent

@@ -8,7 +8,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-# Run store key schema (chalicelib/pipeline/runstore_dynamodb.py is the other half).
+# Run store key schema (chalicelib/aws/runstore.py is the other half).
 TABLE_PK = "pk"
 TABLE_SK = "sk"
 RUNS_INDEX = "runs-by-created"

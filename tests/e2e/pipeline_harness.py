@@ -10,12 +10,12 @@ from typing import Any
 
 import yaml
 
-from chalicelib.commands.pipeline_runtime import LocalRuntime, open_with_engine
+from chalicelib.local.runtime import LocalRuntime, open_with_engine
 from chalicelib.localbatch.engine import Engine, HostCapacity
 from chalicelib.pipeline.model import PlannedJob
 from chalicelib.pipeline.ports import RunRequest
 from chalicelib.pipeline.records import RunRecord
-from chalicelib.pipeline.service import start_run
+from chalicelib.pipeline.runs import start_run
 
 RUN_TIMEOUT = 60.0
 

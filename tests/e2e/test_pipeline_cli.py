@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from chalicelib.cli import main
-from chalicelib.pipeline.inbox import InboxWatcher
+from chalicelib.local.inbox_watcher import InboxWatcher
 from tests.e2e.pipeline_harness import STAGE, local_runtime, make_items, wait_for_end
 
 SPEC = f"""name: cli

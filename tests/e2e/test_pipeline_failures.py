@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chalicelib.pipeline.service import rerun_request
+from chalicelib.pipeline.runs import rerun_request
 from tests.e2e.pipeline_harness import (
     STAGE,
     describe,

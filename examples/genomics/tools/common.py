@@ -33,7 +33,7 @@ def run_tool(tool: str, body: Any) -> int:
     except (OSError, ValueError) as err:
         # pysam and the file system raise these with a useful message; no traceback for the user.
         fail(tool, f"{type(err).__name__}: {err}")
-    except Exception as err:  # noqa: BLE001 - process edge: samtools/bcftools errors, one line
+    except Exception as err:
         import pysam
 
         if not isinstance(err, pysam.utils.SamtoolsError):
@@ -170,7 +170,7 @@ def carry_stats(upstream: Path | None, out: Path, names: tuple[str, ...]) -> dic
 def bcftools(command: str, *args: str) -> None:
     """Runs one bcftools sub-command through pysam, honouring `-o`; failures become ToolError."""
     import pysam
-    import pysam.bcftools  # noqa: F401  (the sub-module must be imported explicitly)
+    import pysam.bcftools
 
     # Level 1 keeps htslib's errors and drops its warnings (bcftools' own header
     # lines trip a "MQ should be declared as Type=Float" sanity warning).

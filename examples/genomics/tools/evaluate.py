@@ -14,7 +14,6 @@ from typing import Any
 
 from .common import bcftools
 
-
 Key = tuple[str, int, str, str]
 
 

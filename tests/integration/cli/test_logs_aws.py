@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.cli import main
-from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.engine import Engine
 from chalicelib.localbatch.rest import BatchHttpServer
+from chalicelib.localbatch.scheduling.capacity import HostCapacity
 from tests.helpers import wait_for_status
 
 

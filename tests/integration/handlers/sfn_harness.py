@@ -20,11 +20,11 @@ from typing import Any
 import boto3
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
+from chalicelib.aws.composition import AwsRuntime
+from chalicelib.aws.publisher import EventBridgePublisher
+from chalicelib.aws.runstore import DynamoRunStore
 from chalicelib.handlers import run_tasks
-from chalicelib.handlers.workflow import AwsRuntime
-from chalicelib.pipeline.publisher_eventbridge import EventBridgePublisher
 from chalicelib.pipeline.records import StageRecord, StageStatus
-from chalicelib.pipeline.runstore_dynamodb import DynamoRunStore
 from chalicelib.settings import Settings
 from infra.constructs.state_machine import STATE_MACHINES
 from tests.integration.handlers.aws_fixtures import create_run_table

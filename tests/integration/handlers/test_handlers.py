@@ -12,8 +12,8 @@ from chalice.test import Client
 from moto import mock_aws
 
 import app as chalice_app
+from chalicelib.aws.composition import use_runtime
 from chalicelib.handlers import run_tasks
-from chalicelib.handlers.workflow import use_runtime
 from tests.integration.handlers.fake_batch import FakeBatch
 from tests.integration.handlers.sfn_harness import BUCKET, Harness, build, put_manifest
 

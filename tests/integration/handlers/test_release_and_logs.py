@@ -15,8 +15,8 @@ from chalice.test import Client
 from moto import mock_aws
 
 import app as chalice_app
-from chalicelib.pipeline.logs_cloudwatch import JobLogError, read_log_lines
-from chalicelib.pipeline.release import ReleaseError, handle_release_event
+from chalicelib.aws.logs import JobLogError, read_log_lines
+from chalicelib.aws.release import ReleaseError, handle_release_event
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                        "config": {"digest": "sha256:" + "1" * 64, "size": 1, "mediaType": "x"}, "layers": []})

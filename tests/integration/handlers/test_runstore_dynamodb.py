@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.pipeline.runstore_dynamodb import DynamoRunStore
+from chalicelib.aws.runstore import DynamoRunStore
 from tests.integration.handlers.aws_fixtures import create_run_table
 from tests.unit.pipeline import test_runstore_sqlite as contract
 

@@ -78,9 +78,9 @@ def test_state_transitions_do_not_grow_with_items(harness: Harness) -> None:
 
 def test_the_tracker_lambda_resumes_the_waits_from_batch_events(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real Submit (into a recording Batch), real tracker fed Batch events; deferred join submitted by it."""
+    from chalicelib.aws.composition import use_runtime
     from chalicelib.handlers import events as event_handlers
     from chalicelib.handlers import run_tasks
-    from chalicelib.handlers.workflow import use_runtime
     from tests.integration.handlers.fake_batch import FakeBatch
 
     with mock_aws(config=MOTO_CONFIG):

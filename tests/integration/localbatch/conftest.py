@@ -18,10 +18,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.engine import Engine
 from chalicelib.localbatch.rest import BatchHttpServer
-from chalicelib.localbatch.scheduler import EngineOptions
+from chalicelib.localbatch.scheduling.capacity import HostCapacity
+from chalicelib.localbatch.scheduling.scheduler import EngineOptions
 
 REPO = Path(__file__).resolve().parents[3]
 JOBS = REPO / "tests" / "fixtures" / "jobs"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.localbatch.docker_executor import DockerExecutor
-from chalicelib.localbatch.executor import OOM_REASON, ExitInfo, LaunchRequest, docker_available
+from chalicelib.localbatch.execution.docker_executor import DockerExecutor
+from chalicelib.localbatch.execution.executor import OOM_REASON, ExitInfo, LaunchRequest, docker_available
 
 IMAGE = os.environ.get("CONVEYOR_TEST_IMAGE", "public.ecr.aws/docker/library/alpine:3.19")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.localbatch.docker_executor import DockerExecutor, container_name
-from chalicelib.localbatch.executor import OOM_REASON, ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.docker_executor import DockerExecutor, container_name
+from chalicelib.localbatch.execution.executor import OOM_REASON, ExitInfo, LaunchRequest
 
 FAKE_DOCKER = r'''
 import json, os, signal, subprocess, sys

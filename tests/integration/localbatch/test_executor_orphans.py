@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib.localbatch import procfs
-from chalicelib.localbatch.executor import ProcessExecutor
+from chalicelib.localbatch.execution import procfs
+from chalicelib.localbatch.execution.executor import ProcessExecutor
 
 # Runs in a throwaway process (the "old engine"): starts a tagged tree in its own
 # session (python parent + `sleep 60` child), prints both pids, exits without waiting.
@@ -94,7 +94,7 @@ def test_kill_orphans_returns_each_attempt_key_once(token: str, survivors: list[
 
 
 def test_kill_orphans_spares_the_executors_own_running_attempts(token: str, tmp_path: object) -> None:
-    from chalicelib.localbatch.executor import LaunchRequest
+    from chalicelib.localbatch.execution.executor import LaunchRequest
 
     executor = ProcessExecutor(token)
     exits: list[object] = []

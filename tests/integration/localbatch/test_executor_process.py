@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.localbatch.executor import (
+from chalicelib.localbatch.execution.executor import (
     OOM_REASON,
     ExitInfo,
     LaunchError,
     LaunchRequest,
     ProcessExecutor,
 )
-from chalicelib.localbatch.spawner_build import last_error, spawner_path
-from chalicelib.localbatch.spawner_executor import SpawnerExecutor
+from chalicelib.localbatch.execution.spawner_build import last_error, spawner_path
+from chalicelib.localbatch.execution.spawner_executor import SpawnerExecutor
 
 PY = sys.executable
 WAIT = 30.0  # generous: only reached when something is broken
@@ -273,7 +273,7 @@ def test_concurrent_launches_from_two_threads_all_report(harness: Harness) -> No
         try:
             for index in range(per_thread):
                 harness.executor.launch(harness.request(f"{prefix}:{index}#1", "true"))
-        except BaseException as err:  # noqa: BLE001 - surfaced by the assertion below
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=launch_many, args=(name,)) for name in ("a", "b")]
@@ -296,7 +296,7 @@ def test_close_kills_running_attempts_and_reports_them(tmp_path: Path, executor_
 
 
 def wait_until_gone(pid: int) -> None:
-    from chalicelib.localbatch.procfs import is_alive
+    from chalicelib.localbatch.execution.procfs import is_alive
 
     deadline = time.monotonic() + WAIT
     while is_alive(pid):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib.localbatch.reaper import Reaper, collect_exit_code
+from chalicelib.localbatch.execution.reaper import Reaper, collect_exit_code
 
 WAIT = 30.0
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.localbatch import spawner_build
-from chalicelib.localbatch.logpool import SPARE_FOLDER
-from chalicelib.localbatch.spawner_executor import SpawnerExecutor
+from chalicelib.localbatch.execution import spawner_build
+from chalicelib.localbatch.execution.logpool import SPARE_FOLDER
+from chalicelib.localbatch.execution.spawner_executor import SpawnerExecutor
 from tests.helpers import wait_for_status, wait_until
 from tests.integration.localbatch.conftest import LiveEngine, register
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.engine import Engine
-from chalicelib.localbatch.scheduler import EngineOptions
+from chalicelib.localbatch.scheduling.capacity import HostCapacity
+from chalicelib.localbatch.scheduling.scheduler import EngineOptions
 from tests.helpers import wait_for_status, wait_until
 from tests.integration.localbatch.conftest import JOBS, pid_alive, register, wait_file
 

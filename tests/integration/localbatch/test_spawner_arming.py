@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.localbatch import spawner_build
-from chalicelib.localbatch.executor import PULL_ERROR, ExitInfo, LaunchRequest
-from chalicelib.localbatch.spawn import START_ERROR
-from chalicelib.localbatch.spawner_executor import DISARMED, SpawnerExecutor
-from chalicelib.localbatch.spawner_link import encode_disarm
+from chalicelib.localbatch.execution import spawner_build
+from chalicelib.localbatch.execution.executor import PULL_ERROR, ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.spawn import START_ERROR
+from chalicelib.localbatch.execution.spawner_executor import DISARMED, SpawnerExecutor
+from chalicelib.localbatch.execution.spawner_link import encode_disarm
 
 WAIT = 30.0
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.localbatch import procfs, spawner_build
-from chalicelib.localbatch.executor import (
+from chalicelib.localbatch.execution import procfs, spawner_build
+from chalicelib.localbatch.execution.executor import (
     ExitInfo,
     LaunchRequest,
     ProcessExecutor,
-    make_executor,
 )
-from chalicelib.localbatch.spawner_executor import (
+from chalicelib.localbatch.execution.factory import make_executor
+from chalicelib.localbatch.execution.spawner_executor import (
     SPAWNER_LOST,
     SpawnerExecutor,
     SpawnerUnavailable,
@@ -236,8 +236,8 @@ def test_a_killed_spawner_reports_its_attempts_and_is_restarted(spawner: Spawned
 # Runs as the "old engine": launches a tree through a SpawnerExecutor, prints pids, then dies by kill -9.
 OLD_ENGINE = r"""
 import os, signal, sys, time
-from chalicelib.localbatch.executor import LaunchRequest
-from chalicelib.localbatch.spawner_executor import SpawnerExecutor
+from chalicelib.localbatch.execution.executor import LaunchRequest
+from chalicelib.localbatch.execution.spawner_executor import SpawnerExecutor
 token, root = sys.argv[1], sys.argv[2]
 executor = SpawnerExecutor(token)
 tree = "import subprocess, time; c = subprocess.Popen(['sleep', '60']); print(c.pid, flush=True); time.sleep(60)"

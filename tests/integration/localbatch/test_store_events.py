@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from chalicelib.localbatch.store import Store
+from chalicelib.localbatch.storage.store import Store
 from tests.unit.localbatch.test_wire import submission
 
 ROOT = "11111111-2222-3333-4444-555555555555"

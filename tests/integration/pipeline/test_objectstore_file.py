@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
-from chalicelib.pipeline.objectstore import download_folder, is_published, open_store
+from chalicelib.pipeline.objectstore import download_folder, is_published
 
 
 def test_basic_operations(tmp_path: Path) -> None:

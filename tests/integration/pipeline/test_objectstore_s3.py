@@ -10,8 +10,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
-from chalicelib.pipeline.objectstore import download_folder, is_published, open_store
+from chalicelib.pipeline.objectstore import download_folder, is_published
 
 ROOT = "s3://conveyor-test/runs/r1"
 

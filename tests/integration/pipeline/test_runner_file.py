@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.objectstores import open_store
+from chalicelib.pipeline.invocation import build_runner_argv
 from chalicelib.pipeline.manifest import write_join_items, write_manifest
 from chalicelib.pipeline.model import Item
-from chalicelib.pipeline.objectstore import open_store
-from chalicelib.runner.invocation import build_runner_argv
 
 PY = sys.executable
 # A tool that upper-cases each input file into {out}/<name>.up; exits with $FAIL_CODE after

@@ -11,10 +11,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.objectstores import open_store
+from chalicelib.pipeline.invocation import build_runner_argv
 from chalicelib.pipeline.manifest import write_manifest
 from chalicelib.pipeline.model import Item
-from chalicelib.pipeline.objectstore import ObjectStore, is_published, open_store
-from chalicelib.runner.invocation import build_runner_argv
+from chalicelib.pipeline.objectstore import ObjectStore, is_published
 from chalicelib.runner.main import main
 
 PREFIX = "s3://bucket/runs/r1"

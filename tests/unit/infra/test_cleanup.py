@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.aws.composition import AwsRuntime
 from chalicelib.handlers import run_tasks
-from chalicelib.handlers.workflow import AwsRuntime
+from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.pipeline.records import StageRecord, StageStatus
-from chalicelib.pipeline.runstore_sqlite import SqliteRunStore
 from chalicelib.settings import Settings
 
 

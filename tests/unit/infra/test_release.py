@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.pipeline.release import ReleaseError, check_release, parse_version
+from chalicelib.aws.release import ReleaseError, check_release, parse_version
 
 
 def test_versions_compare_numerically_and_prereleases_sort_first() -> None:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.clock import FakeClock
 from chalicelib.localbatch.engine import Engine
-from chalicelib.localbatch.executor import ExitInfo, LaunchRequest
-from chalicelib.localbatch.scheduler import EngineOptions
-from chalicelib.localbatch.spawner_executor import DISARMED
+from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.spawner_executor import DISARMED
+from chalicelib.localbatch.scheduling.capacity import HostCapacity
+from chalicelib.localbatch.scheduling.scheduler import EngineOptions
 from tests.unit.localbatch.test_scheduler import FakeExecutor, Rig
 
 
@@ -237,7 +237,7 @@ def test_a_launch_the_executor_refuses_is_placed_the_ordinary_way(rig: Rig) -> N
 
 
 def test_a_withdrawn_or_refused_launch_gives_its_spare_log_back(rig: Rig) -> None:
-    from chalicelib.localbatch.logpool import LogPool
+    from chalicelib.localbatch.execution.logpool import LogPool
     pool = rig.engine.scheduler.log_pool = LogPool(rig.engine.scheduler.log_path(""), target=8)
     pool.refill()
     jobs = [rig.submit(f"j{i}") for i in range(4)]

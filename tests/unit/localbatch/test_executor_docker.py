@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 
-from chalicelib.localbatch.docker_executor import (
+from chalicelib.localbatch.execution.docker_executor import (
     bind_mount,
     build_run_argv,
     container_name,
     docker_error_line,
     interpret_exit,
 )
-from chalicelib.localbatch.executor import OOM_REASON, LaunchRequest
+from chalicelib.localbatch.execution.executor import OOM_REASON, LaunchRequest
 
 
 def make_request(**overrides: object) -> LaunchRequest:

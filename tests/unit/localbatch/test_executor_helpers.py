@@ -6,10 +6,11 @@ import os
 
 import pytest
 
-from chalicelib.localbatch import procfs
-from chalicelib.localbatch.executor import LaunchError, ProcessExecutor, make_executor
-from chalicelib.localbatch.reaper import exit_code_from_status
-from chalicelib.localbatch.spawn import (
+from chalicelib.localbatch.execution import procfs
+from chalicelib.localbatch.execution.executor import LaunchError, ProcessExecutor
+from chalicelib.localbatch.execution.factory import make_executor
+from chalicelib.localbatch.execution.reaper import exit_code_from_status
+from chalicelib.localbatch.execution.spawn import (
     ATTEMPT_VAR,
     TOKEN_VAR,
     EnvBuilder,
@@ -161,7 +162,7 @@ class TestFactory:
             ProcessExecutor("")
 
     def test_launch_after_close_is_a_launch_error(self) -> None:
-        from chalicelib.localbatch.executor import LaunchRequest
+        from chalicelib.localbatch.execution.executor import LaunchRequest
 
         executor = ProcessExecutor("tok")
         executor.close()

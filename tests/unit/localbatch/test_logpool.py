@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from chalicelib.localbatch.logpool import SPARE_FOLDER, LogPool
+from chalicelib.localbatch.execution.logpool import SPARE_FOLDER, LogPool
 
 
 def spare_files(root: Path) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.localbatch.retry import matches, rule_matches, should_retry
+from chalicelib.localbatch.scheduling.retry import matches, rule_matches, should_retry
 
 
 def decide(strategy, made=1, status_reason="Essential container in task exited", reason=None, exit_code=1):

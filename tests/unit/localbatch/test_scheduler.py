@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.localbatch.capacity import HostCapacity
 from chalicelib.localbatch.clock import FakeClock
 from chalicelib.localbatch.engine import Engine
-from chalicelib.localbatch.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest
 from chalicelib.localbatch.model import BLOCKED_CPU, BLOCKED_GPU, BLOCKED_MEMORY
-from chalicelib.localbatch.scheduler import EngineOptions
+from chalicelib.localbatch.scheduling.capacity import HostCapacity
+from chalicelib.localbatch.scheduling.scheduler import EngineOptions
 
 
 class FakeExecutor:

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from chalicelib.localbatch.spawner_link import (
+from chalicelib.localbatch.execution.spawner_link import (
     EV_DISARMED,
     EV_EXITED,
     EV_FAILED,

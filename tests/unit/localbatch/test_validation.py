@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.localbatch import shapes
-from chalicelib.localbatch import validation as v
+from chalicelib.localbatch.api import shapes
+from chalicelib.localbatch.api import validation as v
 from chalicelib.localbatch.errors import ClientException
 
 

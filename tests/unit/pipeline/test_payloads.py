@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from chalicelib.pipeline import payloads
+from chalicelib.pipeline.invocation import parse_runner_argv
 from chalicelib.pipeline.planner import plan
 from chalicelib.pipeline.spec import load_spec
-from chalicelib.runner.invocation import parse_runner_argv
 
 SPEC = """
 name: demo

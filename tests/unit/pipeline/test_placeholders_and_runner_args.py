@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.pipeline.invocation import build_runner_argv, parse_runner_argv
 from chalicelib.pipeline.placeholders import find_placeholders, substitute
-from chalicelib.runner.invocation import build_runner_argv, parse_runner_argv
 
 VALUES = {"item": ["in/r1.fq", "in/r2.fq"], "out": ["out"], "qc": ["up/qc"], "key": ["s1"]}
 

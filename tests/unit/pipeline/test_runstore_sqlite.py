@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.pipeline.records import (
     ItemResult,
     JobRecord,
@@ -15,7 +16,6 @@ from chalicelib.pipeline.records import (
     StageRecord,
     StageStatus,
 )
-from chalicelib.pipeline.runstore_sqlite import SqliteRunStore
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.commands.pipeline_runtime import queue_map
+from chalicelib.local.runtime import queue_map
 
 
 class Queues:

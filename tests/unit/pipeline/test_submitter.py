@@ -8,9 +8,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.pipeline import payloads
 from chalicelib.pipeline.planner import plan
-from chalicelib.pipeline.runstore_sqlite import SqliteRunStore
 from chalicelib.pipeline.spec import load_spec
 from chalicelib.pipeline.submitter import (
     SubmissionError,

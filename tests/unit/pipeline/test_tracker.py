@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
+from chalicelib.local.runstore import SqliteRunStore
+from chalicelib.objectstores import open_store
 from chalicelib.pipeline.events import MemoryPublisher
+from chalicelib.pipeline.invocation import parse_runner_argv
 from chalicelib.pipeline.joins import manifest_join_items
-from chalicelib.pipeline.objectstore import open_store
 from chalicelib.pipeline.ports import RunRequest
-from chalicelib.pipeline.runstore_sqlite import SqliteRunStore
-from chalicelib.pipeline.service import RunPorts, start_run
+from chalicelib.pipeline.runs import RunPorts, start_run
 from chalicelib.pipeline.tracker import Tracker
-from chalicelib.runner.invocation import parse_runner_argv
 from tests.unit.pipeline.batch_fake import FakeBatch
 
 SPEC = """
@@ -43,7 +43,7 @@ class Env:
         self.store = SqliteRunStore(tmp_path / "runs.db")
         self.publisher = MemoryPublisher()
         ports = RunPorts(batch=self.batch, store=self.store, publisher=self.publisher,
-                         queues={"spot": "q", "on-demand": "q", "gpu": "q"}, clock=lambda: 1000)
+                         queues={"spot": "q", "on-demand": "q", "gpu": "q"}, objects=open_store, clock=lambda: 1000)
         self.prefix = (tmp_path / "runs" / "r1").as_uri()
         start_run(ports, RunRequest(run_id="r1", spec=yaml.safe_load(spec), items_source=str(folder),
                                     prefix=self.prefix, base_dir=str(tmp_path)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chalicelib.pipeline.objectstore import open_store
+from chalicelib.objectstores import open_store
 from chalicelib.pipeline.ports import RunRequest
 from chalicelib.pipeline.trigger import (
     DeliveredObject,

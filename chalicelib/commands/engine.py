@@ -1,0 +1,225 @@
+"""Engine commands: `conveyor serve`, `jobs`, `logs` and `events`."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from chalicelib.local.engine_reader import EngineReader, open_reader
+
+DEFAULT_PORT = 8000
+
+
+def register(commands: Any) -> None:
+    """Adds the engine sub-commands to the `conveyor` parser."""
+    serve = commands.add_parser("serve", help="serve the embedded AWS Batch engine over HTTP")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s; 0 picks one)")
+    serve.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a non-loopback --host; the API has no authentication")
+    serve.add_argument("--vcpus", type=float, help="host vCPUs offered to jobs (default: this machine's cores)")
+    serve.add_argument("--memory", type=int, help="host memory in MiB offered to jobs (default: this machine's)")
+    serve.add_argument("--gpus", type=int, help="GPUs offered to jobs (default: those nvidia-smi lists)")
+    serve.add_argument("--spot-reclaim-rate", type=float, default=0.0,
+                       help="probability that an attempt on a SPOT environment loses its host (0-1)")
+    serve.add_argument("--kill-grace", type=float, default=30.0,
+                       help="seconds between SIGTERM and SIGKILL on timeout or terminate (default 30)")
+    serve.add_argument("--seed", type=int, help="seed for Spot reclaims, for repeatable runs")
+    serve.add_argument("--inbox", help="start a pipeline run for each manifest dropped into this folder")
+    serve.add_argument("--spec", help="pipeline spec the --inbox runs use")
+    serve.set_defaults(handler=serve_command)
+
+    jobs = commands.add_parser("jobs", help="list jobs of the embedded engine")
+    _add_target(jobs)
+    jobs.add_argument("--status", help="only jobs in this status")
+    jobs.add_argument("--limit", type=int, default=50)
+    jobs.set_defaults(handler=jobs_command)
+
+    logs = commands.add_parser("logs", help="print a job's log (stdout and stderr)")
+    _add_target(logs)
+    logs.add_argument("job_id")
+    logs.add_argument("--attempt", type=int, help="attempt number, 1-based (default: the latest)")
+    logs.add_argument("--aws", action="store_true",
+                      help="read the job from AWS Batch and its log from CloudWatch Logs (/aws/batch/job) "
+                           "with the usual AWS credentials and region")
+    logs.set_defaults(handler=logs_command)
+
+    events = commands.add_parser("events", help="print Batch Job State Change events (JSON lines)")
+    _add_target(events)
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--after", type=int, default=0, help="start after this event sequence number")
+    events.add_argument("--job-id", help="only this job's events")
+    events.set_defaults(handler=events_command)
+
+
+def default_data_dir() -> str:
+    return os.environ.get("CONVEYOR_DATA_DIR", os.path.join(os.getcwd(), "conveyor-data"))
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint-url", default=os.environ.get("CONVEYOR_ENDPOINT_URL"),
+                        help="a running `conveyor serve` (default: read --data-dir directly)")
+    parser.add_argument("--data-dir", default=default_data_dir(), help="engine state folder (default %(default)s)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from chalicelib.localbatch.engine import Engine
+    from chalicelib.localbatch.rest import BatchHttpServer
+    from chalicelib.localbatch.scheduling.capacity import HostCapacity
+    from chalicelib.localbatch.scheduling.scheduler import EngineOptions
+    from chalicelib.localbatch.storage.store import StoreError
+
+    if not _is_loopback(args.host):
+        if not args.allow_remote:
+            print(f"error: --host {args.host} is not a loopback address; the engine API has no "
+                  "authentication. Pass --allow-remote to expose it anyway.", file=sys.stderr)
+            return 2
+        print(f"WARNING: serving the engine API without authentication on {args.host}; anyone who can "
+              "reach this port can run commands on this machine.", file=sys.stderr)
+    if not 0.0 <= args.spot_reclaim_rate <= 1.0:
+        print("error: --spot-reclaim-rate: expected a number between 0 and 1", file=sys.stderr)
+        return 2
+    problem = _serve_option_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.inbox and not args.spec:
+        print("error: --inbox needs --spec (the pipeline the dropped manifests run)", file=sys.stderr)
+        return 2
+    detected = HostCapacity.detect()
+    host = HostCapacity(vcpus=args.vcpus or detected.vcpus, memory_mib=args.memory or detected.memory_mib,
+                        gpus=detected.gpus if args.gpus is None else args.gpus)
+    options = EngineOptions(kill_grace_seconds=args.kill_grace, spot_reclaim_rate=args.spot_reclaim_rate,
+                            seed=args.seed)
+    try:
+        engine = Engine(args.data_dir, host=host, options=options).start()
+    except OSError as err:
+        print(f"error: --data-dir {args.data_dir}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except StoreError as err:
+        print(f"error: --data-dir {args.data_dir}: {err}", file=sys.stderr)
+        return 2
+    try:
+        server = BatchHttpServer(engine, args.host, args.port).start()
+    except OSError as err:
+        engine.stop()
+        print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    inbox_thread = _start_inbox(args, engine, server.url, stop) if args.inbox else None
+    print(f"conveyor engine serving the AWS Batch API on {server.url} (data: {engine.data_dir}; "
+          f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs)", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    stop.set()
+    if inbox_thread is not None:
+        inbox_thread.join(timeout=5)
+    server.stop()
+    engine.stop()
+    return 0
+
+
+def _serve_option_problem(args: argparse.Namespace) -> str | None:
+    """The first out-of-range `serve` option, described; None when all are usable."""
+    if not 0 <= args.port <= 65535:
+        return f"--port: expected 0 to 65535, got {args.port}"
+    if args.vcpus is not None and args.vcpus <= 0:
+        return f"--vcpus: expected a number greater than 0, got {args.vcpus:g}"
+    if args.memory is not None and args.memory < 4:
+        return f"--memory: expected at least 4 MiB, got {args.memory}"
+    if args.gpus is not None and args.gpus < 0:
+        return f"--gpus: expected 0 or more, got {args.gpus}"
+    if args.kill_grace < 0:
+        return f"--kill-grace: expected 0 or more seconds, got {args.kill_grace:g}"
+    return None
+
+
+def _start_inbox(args: argparse.Namespace, engine: Any, url: str, stop: threading.Event) -> threading.Thread:
+    from chalicelib.local.inbox import run_inbox
+
+    thread = threading.Thread(target=run_inbox, args=(args.inbox, args.spec, engine, stop),
+                              name="conveyor-inbox", daemon=True)
+    thread.start()
+    return thread
+
+
+def jobs_command(args: argparse.Namespace) -> int:
+    reader = open_reader(args.endpoint_url, args.data_dir)
+    rows = reader.jobs(args.status, args.limit)
+    print(f"{'JOB ID':<40} {'NAME':<28} {'STATUS':<10} REASON")
+    for job in rows:
+        print(f"{job['jobId']:<40} {job['jobName'][:28]:<28} {job['status']:<10} {job.get('statusReason', '')}")
+    return 0
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    if args.aws:
+        return _cloudwatch_logs(args.job_id, args.attempt)
+    reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
+    try:
+        sys.stdout.write(reader.log(args.job_id, args.attempt))
+    except LookupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cloudwatch_logs(job_id: str, attempt: int | None) -> int:
+    """`conveyor logs --aws`: the same job log, read where AWS Batch's awslogs driver put it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib import aws_clients as aws
+    from chalicelib.aws.logs import JobLogError, log_stream_of, read_log_lines
+
+    try:
+        jobs = aws.client("batch").describe_jobs(jobs=[job_id])["jobs"]
+        if not jobs:
+            print(f"error: job {job_id!r} not found in AWS Batch", file=sys.stderr)
+            return 1
+        stream = log_stream_of(jobs[0], None if attempt is None else attempt - 1)
+        for line in read_log_lines(aws.client("logs"), stream):
+            print(line)
+    except JobLogError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as err:
+        print(f"error: AWS: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def events_command(args: argparse.Namespace) -> int:
+    reader = open_reader(args.endpoint_url, args.data_dir)
+    after = args.after
+    try:
+        while True:
+            events, after = reader.events(after, wait=5.0 if args.follow else 0.0, job_id=args.job_id)
+            for event in events:
+                print(json.dumps(event, separators=(",", ":")), flush=True)
+            if not args.follow:
+                return 0
+            if not events and reader.is_direct:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,233 @@
+"""Run commands: `conveyor run`, `runs`, `run-status` and `rerun` (start, follow and inspect pipeline runs).
+
+`run` plans, submits and follows a run on the embedded engine (in-process by default,
+`--endpoint-url` for a running `conveyor serve`), shows live progress per stage and ends with
+a summary. Exit codes: 0 every item succeeded, 1 the run failed or was refused, 130 Ctrl-C
+(the run's outstanding jobs are terminated first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from chalicelib.commands.progress import RunProgress
+from chalicelib.commands.run_summary import format_duration, print_summary
+from chalicelib.local.engine_reader import DirectReader
+from chalicelib.local.runstore import SqliteRunStore
+from chalicelib.local.runtime import RUNS_DB, LocalRuntime, open_in_process, open_remote
+from chalicelib.pipeline.errors import PipelineError, SpecValidationError
+from chalicelib.pipeline.objectstore import join_uri, to_uri
+from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT
+from chalicelib.pipeline.ports import RunRequest
+from chalicelib.pipeline.runs import describe_run, epoch_ms, new_run_id, rerun_request
+from chalicelib.pipeline.spec import load_spec, parse_document
+from chalicelib.pipeline.submitter import SubmissionError, terminate_run
+
+POLL_SECONDS = 0.25
+RECONCILE_SECONDS = 5.0
+
+
+def default_data_dir() -> str:
+    return os.environ.get("CONVEYOR_DATA_DIR", os.path.join(os.getcwd(), "conveyor-data"))
+
+
+def register_run_commands(commands: Any) -> None:
+    """Adds run, runs, run-status and rerun to the `conveyor` parser."""
+    run = commands.add_parser("run", help="run a pipeline on the embedded engine and follow it")
+    run.add_argument("spec", help="pipeline spec file (YAML or JSON)")
+    run.add_argument("--items", help="items folder, file:// or s3:// prefix, or manifest (overrides the spec)")
+    run.add_argument("--out", help="where runs write (default file://<data dir>/runs); the run id is appended")
+    run.add_argument("--run-id", help="run id (default <pipeline>-<time>-<hex>); reusing one resumes that run")
+    run.add_argument("--array-limit", type=int, default=DEFAULT_ARRAY_LIMIT, help=argparse.SUPPRESS)
+    run.add_argument("--dependency-limit", type=int, default=DEFAULT_DEPENDENCY_LIMIT, help=argparse.SUPPRESS)
+    _add_engine_args(run)
+    run.set_defaults(handler=handle_run)
+
+    runs = commands.add_parser("runs", help="list pipeline runs")
+    runs.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(handler=handle_runs)
+
+    status = commands.add_parser("run-status", help="show one pipeline run: stages, counts, failures")
+    status.add_argument("run_id")
+    status.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
+    status.add_argument("--json", action="store_true", help="print the run as JSON")
+    status.set_defaults(handler=handle_run_status)
+
+    rerun = commands.add_parser("rerun", help="start a new run over a failed run's failed items")
+    rerun.add_argument("run_id")
+    rerun.add_argument("--failed", action="store_true", required=True, help="re-run the failed items only")
+    _add_engine_args(rerun)
+    rerun.set_defaults(handler=handle_rerun)
+
+
+def _add_engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
+    parser.add_argument("--endpoint-url", default=os.environ.get("CONVEYOR_ENDPOINT_URL"),
+                        help="a running `conveyor serve` (default: start the engine in this process)")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress bars")
+
+
+def _open_runtime(args: argparse.Namespace) -> LocalRuntime:
+    data_dir = Path(args.data_dir).resolve()
+    limits = {
+        "array_limit": getattr(args, "array_limit", DEFAULT_ARRAY_LIMIT),
+        "dependency_limit": getattr(args, "dependency_limit", DEFAULT_DEPENDENCY_LIMIT),
+    }
+    if args.endpoint_url:
+        return open_remote(args.endpoint_url, data_dir, **limits)
+    return open_in_process(data_dir, **limits)
+
+
+def handle_run(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        spec = load_spec(args.spec)
+        document = parse_document(Path(args.spec).read_text(encoding="utf-8"))
+    except SpecValidationError as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    run_id = args.run_id or new_run_id(spec.name, epoch_ms())
+    runtime = _open_runtime(args)
+    try:
+        prefix = join_uri(to_uri(args.out), run_id) if args.out else runtime.run_prefix(run_id)
+        request = RunRequest(
+            run_id=run_id, spec=document, items_source=args.items or "", prefix=prefix,
+            source="cli", base_dir=str(Path(args.spec).resolve().parent),
+        )
+        return follow_run(runtime, request, console, progress=not args.no_progress)
+    except SubmissionError as err:
+        print(f"error: run {run_id}: {err}; jobs submitted so far are kept, run again with "
+              f"--run-id {run_id} to resume", file=sys.stderr)
+        return 1
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+
+
+def handle_rerun(args: argparse.Namespace) -> int:
+    console = Console()
+    runtime = _open_runtime(args)
+    try:
+        old = runtime.store.get_run(args.run_id)
+        pipeline = old.pipeline if old else "run"
+        request = rerun_request(runtime.ports, args.run_id, new_run_id=new_run_id(pipeline, epoch_ms()))
+        console.print(
+            f"re-running the failed items of {args.run_id} as {request.run_id}", highlight=False, soft_wrap=True
+        )
+        return follow_run(runtime, request, console, progress=not args.no_progress)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+
+
+def follow_run(runtime: LocalRuntime, request: RunRequest, console: Console, *, progress: bool = True) -> int:
+    """Starts the run and follows it to the end; returns the exit code (0, 1 or 130).
+
+    Raises:
+        PipelineError: the run was refused before anything ran (bad spec or items).
+    """
+    store = runtime.store
+    try:
+        runtime.starter.start_run(request)
+        console.print(
+            f"run {request.run_id} started; outputs under {request.prefix}", highlight=False, soft_wrap=True
+        )
+        display = RunProgress(console, request.run_id) if progress else None
+        if display is not None:
+            display.__enter__()
+        try:
+            _wait(runtime, request.run_id, display)
+        finally:
+            if display is not None:
+                display.__exit__(None, None, None)
+    except KeyboardInterrupt:
+        ids = terminate_run(runtime.batch, store, request.run_id, "interrupted by the user (Ctrl-C)")
+        console.print(
+            f"interrupted: terminated {len(ids)} job(s) of run {request.run_id}", highlight=False, soft_wrap=True
+        )
+        return 130
+    run = store.get_run(request.run_id)
+    assert run is not None
+    print_summary(console, run, store.list_stages(run.run_id), runtime.read_log)
+    return 0 if run.status.value == "SUCCEEDED" else 1
+
+
+def _wait(runtime: LocalRuntime, run_id: str, display: RunProgress | None) -> None:
+    store = runtime.store
+    interval = RECONCILE_SECONDS if runtime.follows_events else 1.0
+    last_reconcile = time.monotonic()
+    while True:
+        run = store.get_run(run_id)
+        if display is not None:
+            display.update(store.list_stages(run_id), store.list_item_results(run_id))
+        if run is not None and run.status.is_terminal:
+            return
+        time.sleep(POLL_SECONDS)
+        if time.monotonic() - last_reconcile >= (RECONCILE_SECONDS if runtime.follows_events else interval):
+            # Safety net for events missed while not subscribed, and the polling fallback.
+            runtime.tracker.reconcile(run_id)
+            last_reconcile = time.monotonic()
+
+
+def _open_store(args: argparse.Namespace) -> SqliteRunStore | None:
+    path = Path(args.data_dir) / RUNS_DB
+    if not path.exists():
+        print(f"no runs in {args.data_dir} (give --data-dir)", file=sys.stderr)
+        return None
+    return SqliteRunStore(path)
+
+
+def _log_reader(data_dir: Path) -> Callable[[str], str] | None:
+    """Reads job logs straight from the engine state in ``data_dir`` (None when there is none)."""
+    if not (data_dir / "state.sqlite3").exists():
+        return None
+    reader = DirectReader(data_dir)
+    return lambda job_id: reader.log(job_id, None)
+
+
+def handle_runs(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    if store is None:
+        return 1
+    table = Table(title="runs")
+    table.add_column("run id", no_wrap=True)
+    for column in ("pipeline", "status", "items", "created", "time"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("source", overflow="fold")
+    for run in store.list_runs(args.limit):
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at / 1000))
+        table.add_row(run.run_id, run.pipeline, run.status.value, str(run.items), created,
+                      format_duration(run.created_at, run.ended_at), run.source)
+    Console().print(table)
+    return 0
+
+
+def handle_run_status(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    if store is None:
+        return 1
+    try:
+        view = describe_run(store, args.run_id)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(view.to_dict(), indent=2))
+    else:
+        print_summary(Console(), view.run, view.stages, _log_reader(Path(args.data_dir)))
+    return 0 if view.run.status.value in ("SUCCEEDED", "RUNNING", "SUBMITTING") else 1

@@ -1,0 +1,141 @@
+"""Read access to an engine for the CLI: over HTTP (`--endpoint-url`) or straight from its data dir."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class EngineReader(Protocol):
+    is_direct: bool
+
+    def jobs(self, status: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def log(self, job_id: str, attempt: int | None) -> str: ...
+    def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]: ...
+
+
+def open_reader(endpoint_url: str | None, data_dir: str) -> EngineReader:
+    if endpoint_url:
+        return HttpReader(endpoint_url)
+    return DirectReader(Path(data_dir))
+
+
+class HttpReader:
+    """Talks to `conveyor serve`: the Batch API for jobs, /logs and /events for the rest."""
+
+    is_direct = False
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.base = endpoint_url.rstrip("/")
+
+    def _get(self, path: str, timeout: float = 30.0) -> bytes:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
+                return response.read()  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read()).get("message", str(err))
+            except ValueError:
+                message = str(err)
+            raise LookupError(message) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise SystemExit(f"error: cannot reach the engine at {self.base}: "
+                             f"{getattr(err, 'reason', err)}") from None
+
+    def jobs(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"jobQueue": "default", "maxResults": limit}
+        if status:
+            body["jobStatus"] = status
+        else:
+            body["filters"] = [{"name": "AFTER_CREATED_AT", "values": ["0"]}]
+            body["maxResults"] = min(limit, 100)
+        request = urllib.request.Request(self.base + "/v1/listjobs", data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())["jobSummaryList"]  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as err:
+            raise SystemExit(f"error: {json.loads(err.read() or b'{}').get('message', err)}") from None
+        except (urllib.error.URLError, OSError) as err:
+            raise SystemExit(f"error: cannot reach the engine at {self.base}: "
+                             f"{getattr(err, 'reason', err)}") from None
+
+    def log(self, job_id: str, attempt: int | None) -> str:
+        query = f"?attempt={attempt}" if attempt else ""
+        return self._get(f"/logs/{urllib.parse.quote(job_id, safe='')}{query}").decode(errors="replace")
+
+    def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]:
+        query = {"after": after, "wait": wait}
+        if job_id:
+            query["jobId"] = job_id
+        data = json.loads(self._get("/events?" + urllib.parse.urlencode(query), timeout=wait + 30))
+        return data["events"], int(data["next"])
+
+
+class DirectReader:
+    """Reads the SQLite state of a data dir without starting an engine (safe beside a running one)."""
+
+    is_direct = True
+
+    def __init__(self, data_dir: Path) -> None:
+        path = data_dir / "state.sqlite3"
+        if not path.exists():
+            raise SystemExit(f"error: no engine state in {data_dir} (give --data-dir or --endpoint-url)")
+        self.data_dir = data_dir
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def jobs(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        sql = ("SELECT j.job_id, s.body, j.status, j.state FROM jobs j JOIN submissions s "
+               "ON s.job_id = COALESCE(j.parent_id, j.job_id) WHERE j.parent_id IS NULL")
+        params: list[Any] = []
+        if status:
+            sql += " AND j.status = ?"
+            params.append(status)
+        sql += " ORDER BY j.rowid DESC LIMIT ?"
+        params.append(limit)
+        out = []
+        for job_id, sub, job_status, state in self.db.execute(sql, params):
+            reason = json.loads(state).get("status_reason") or ""
+            out.append({"jobId": job_id, "jobName": json.loads(sub)["name"], "status": job_status,
+                        "statusReason": reason})
+        return out
+
+    def log(self, job_id: str, attempt: int | None) -> str:
+        row = self.db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"job {job_id!r} does not exist")
+        state = json.loads(row[0])
+        streams = [a["container"].get("logStreamName") for a in state.get("attempts", [])]
+        if state.get("log_stream") and state["log_stream"] not in streams:
+            streams.append(state["log_stream"])
+        if not streams:
+            return ""
+        if attempt is not None and not 1 <= attempt <= len(streams):
+            raise LookupError(f"job {job_id!r} has {len(streams)} attempt(s), got --attempt {attempt}")
+        stream = streams[-1] if attempt is None else streams[attempt - 1]
+        path = self.data_dir / "logs" / (stream or "")
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+    def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]:
+        from chalicelib.localbatch import wire
+        from chalicelib.localbatch.storage.store import Store
+
+        store = Store(self.data_dir / "state.sqlite3")
+        try:
+            token = store.get_meta("engine_token") or "0" * 32
+            rows, next_seq = store.read_events(after, 1000, job_id)
+            subs: dict[str, Any] = {}
+            events = []
+            for seq, jid, time_ms, body in rows:
+                root = jid.split(":", 1)[0]
+                if root not in subs:
+                    subs[root] = store.load_submission(root)
+                events.append(json.loads(wire.render_event(token, seq, jid, time_ms, body, subs[root])))
+            return events, next_seq
+        finally:
+            store.close()

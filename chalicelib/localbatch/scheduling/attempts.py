@@ -1,0 +1,268 @@
+"""Attempts: placement onto an environment, launch, RUNNING, timers, and how an attempt ends.
+
+Part of the Scheduler (mixed in); it works on the scheduler's state under the engine lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import os
+from typing import Any
+
+from chalicelib.localbatch import arns
+from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.ids import hex_id
+from chalicelib.localbatch.model import (
+    REASON_EXITED,
+    REASON_START_FAILED,
+    REASON_TIMEOUT,
+    ComputeEnvironment,
+    Job,
+    JobStatus,
+    host_terminated_reason,
+)
+from chalicelib.localbatch.scheduling import retry
+
+RECLAIM_TAG = "conveyor:reclaim-rate"
+
+
+def _is_empty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
+
+
+class AttemptsMixin:
+    """Scheduler methods for one attempt's life, from placement to its end."""
+
+    def _start(self, job: Job, ce: ComputeEnvironment, launched: bool = False) -> None:
+        """Places the job on `ce` (STARTING); `launched`: its process was started already (armed)."""
+        res = job.sub.resources
+        job.gpu_ids = self.ledger.take(res)
+        ce.used_vcpus += res.vcpus
+        job.placed_ce = ce.name
+        job.instance_id = "i-" + hex_id(17)
+        job.exit_code = None
+        job.container_reason = None
+        job.stop_cause = None
+        job.log_stream = self.log_stream_for(job, job.attempt_number)
+        self._blocked_reported.discard(job.job_id)
+        job.status_reason = None
+        self.set_status(job, JobStatus.STARTING)
+        if not launched:
+            self._launches.append(job)
+
+    def attempt_key(self, job: Job) -> str:
+        return f"{job.job_id}#{job.attempt_number}"
+
+    def _dispatch_launches(self) -> None:
+        batch = []
+        launches, self._launches = self._launches, []
+        for job in launches:
+            if job.status is not JobStatus.STARTING:
+                continue  # terminated between placement and launch
+            key = self.attempt_key(job)
+            self.running[key] = job
+            batch.append(self._launch_request(job, key))
+        if self.launcher is not None:
+            self.launcher(batch)  # the engine forks on its own threads, in parallel
+            return
+        for request in batch:
+            self.launched.append((request.attempt_key, self.launch_one(request), self.now()))
+        self._drain_launched()
+
+    def launch_one(self, request: LaunchRequest) -> int:
+        """Starts one attempt; any launch failure becomes the attempt's failed start.
+
+        An executor that can hand a launch off without waiting (the spawner) is used that
+        way: the tick never blocks on a fork, and a failed start arrives as an exit.
+        """
+        launch = getattr(self.executor, "launch_nowait", None) or self.executor.launch
+        try:
+            return int(launch(request))
+        except Exception as err:
+            self.exits.append(ExitInfo(request.attempt_key, None, f"CannotStartContainerError: {err}", False))
+            return -1
+
+    def _drain_launched(self) -> None:
+        while self.launched:
+            key, pid, started_at = self.launched.popleft()
+            job = self.running.get(key)
+            if job is None or pid < 0 or job.status is not JobStatus.STARTING:
+                continue  # failed starts arrive as exits; ended attempts need nothing
+            self._mark_running(job, key, started_at)
+            if job.stop_cause == "terminate":
+                self.executor.stop(key, self.options.kill_grace_seconds)
+
+    def _mark_running(self, job: Job, key: str, started_at: int) -> None:
+        job.started_at = started_at
+        self.set_status(job, JobStatus.RUNNING)
+        if job.sub.timeout_seconds:
+            heapq.heappush(self._timers, (started_at + job.sub.timeout_seconds * 1000, "timeout", key))
+        rate = self._reclaim_rate(job.placed_ce)
+        if rate > 0 and self.random.random() < rate:
+            delay = self.random.uniform(0.05, self.options.reclaim_window_seconds)
+            heapq.heappush(self._timers, (started_at + int(delay * 1000), "reclaim", key))
+
+    def _reclaim_rate(self, ce_name: str | None) -> float:
+        ce = self.ces.get(ce_name or "")
+        if ce is None or ce.resource_type not in ("SPOT", "FARGATE_SPOT"):
+            return 0.0
+        tagged = ce.tags.get(RECLAIM_TAG)
+        try:
+            return float(tagged) if tagged is not None else self.options.spot_reclaim_rate
+        except ValueError:
+            return self.options.spot_reclaim_rate
+
+    def _launch_request(self, job: Job, key: str, ce_name: str | None = None,
+                        log_stream: str | None = None) -> LaunchRequest:
+        """What to start for the job's attempt; an armed launch passes the values it will get at start."""
+        sub = job.sub
+        env = {item["name"]: item.get("value", "") for item in sub.container.get("environment", [])}
+        env.update({
+            "AWS_BATCH_JOB_ID": job.job_id,
+            "AWS_BATCH_JOB_ATTEMPT": str(job.attempt_number),
+            "AWS_BATCH_JQ_NAME": sub.queue,
+            "AWS_BATCH_CE_NAME": (job.placed_ce if ce_name is None else ce_name) or "",
+            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in job.gpu_ids),
+        })
+        if job.index is not None:
+            env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.index)
+        return LaunchRequest(
+            attempt_key=key,
+            argv=tuple(sub.container.get("command") or ()),
+            env=env,
+            workdir=self.workdir(job),
+            log_path=self.log_path((job.log_stream if log_stream is None else log_stream) or ""),
+            memory_mib=sub.resources.memory_mib,
+            vcpus=sub.resources.vcpus,
+            gpu_ids=job.gpu_ids,
+            image=sub.container.get("image"),
+            spare_log=self.log_pool.take() if self.log_pool is not None else "",
+        )
+
+    def workdir(self, job: Job) -> str:
+        """A fresh, empty scratch folder for the job's next attempt.
+
+        Empty folders left by succeeded attempts are handed out again: on this kind of disk
+        creating and removing a folder per job costs more than the scheduling itself.
+        """
+        if not job.workdir:
+            if self._free_scratch:
+                job.workdir = self._free_scratch.pop()
+            else:
+                self._scratch_seq += 1
+                job.workdir = f"{self._work_root}/scratch-{self._boot}-{self._scratch_seq}"
+        return job.workdir
+
+    @staticmethod
+    def log_stream_for(job: Job, attempt: int) -> str:
+        """`<definition name>/default/<task id>`, the task id derived from the attempt.
+
+        Deterministic on purpose: the log file at this path is the attempt's durable trace.
+        """
+        definition = job.sub.job_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+        task_id = hashlib.blake2b(f"{job.job_id}#{attempt}".encode(), digest_size=16).hexdigest()
+        return f"{definition[:200]}/default/{task_id}"
+
+    def log_path(self, log_stream: str) -> str:
+        return f"{self._log_root}/{log_stream}"
+
+    # -- timers ---------------------------------------------------------------------------------
+    def _fire_timers(self) -> None:
+        now = self.now()
+        while self._timers and self._timers[0][0] <= now:
+            _, kind, key = heapq.heappop(self._timers)
+            if kind == "blocked":
+                self._expire_blocked(key)
+                continue
+            job = self.running.get(key)
+            if job is None or job.stop_cause is not None:
+                continue
+            job.stop_cause = kind
+            grace = 0.0 if kind == "reclaim" else self.options.kill_grace_seconds
+            self.executor.stop(key, grace)
+
+    # -- attempt ends ---------------------------------------------------------------------------
+    def _end_attempt(self, info: ExitInfo) -> None:
+        job = self.running.get(info.attempt_key)
+        if job is None and self._withdrawn(info):
+            return
+        successor = self.armed.pop(info.attempt_key, None)
+        if job is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
+            self.running.pop(info.attempt_key, None)
+            if successor is not None:
+                self._take_over(successor)
+            return
+        if job.status is JobStatus.STARTING and info.started:
+            self._mark_running(job, info.attempt_key, self.now())  # exited before its launch was noted
+        del self.running[info.attempt_key]
+        cause = job.stop_cause
+        self._release(job, succeeded=cause is None and info.started and info.exit_code == 0)
+        if job.log_stream and self.log_pool is not None:
+            self.ended_logs.append(self.log_path(job.log_stream))
+        if successor is not None:
+            self._take_over(successor)  # before this job's own retry can queue it ahead
+        now = self.now()
+        exit_code, reason = info.exit_code, info.reason
+        if cause == "reclaim":
+            status_reason, exit_code, reason = host_terminated_reason(job.instance_id), None, None
+        elif cause == "timeout":
+            status_reason = REASON_TIMEOUT
+        elif cause == "terminate":
+            status_reason = job.stop_reason or "Terminated"
+        elif not info.started:
+            status_reason = REASON_START_FAILED
+        else:
+            status_reason = REASON_EXITED
+        self._record_attempt(job, now, status_reason, exit_code, reason)
+        if cause is None and info.started and exit_code == 0:
+            self.set_status(job, JobStatus.SUCCEEDED, REASON_EXITED)
+            return
+        retryable = cause not in ("timeout", "terminate") and not job.is_cancelled
+        if retryable and retry.should_retry(job.sub.retry_strategy, len(job.attempts),
+                                            status_reason=status_reason, reason=reason, exit_code=exit_code):
+            # PENDING only for an attempt recovered from a crash whose dependencies are unmet again.
+            self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE, status_reason)
+        else:
+            if cause == "terminate":
+                job.is_terminated = True
+            self.set_status(job, JobStatus.FAILED, status_reason)
+
+    def _record_attempt(self, job: Job, now: int, status_reason: str, exit_code: int | None,
+                        reason: str | None) -> None:
+        container: dict[str, Any] = {
+            "containerInstanceArn": f"arn:aws:ecs:{arns.REGION}:{arns.ACCOUNT}:container-instance/local/"
+                                    f"{job.instance_id}",
+            "taskArn": f"arn:aws:ecs:{arns.REGION}:{arns.ACCOUNT}:task/local/{(job.log_stream or '').rsplit('/', 1)[-1]}",
+            "logStreamName": job.log_stream,
+            "networkInterfaces": [],
+        }
+        if exit_code is not None:
+            container["exitCode"] = exit_code
+        if reason:
+            container["reason"] = reason
+        job.attempts.append({"container": container, "startedAt": job.started_at or now, "stoppedAt": now,
+                             "statusReason": status_reason, "taskProperties": []})
+        job.stopped_at = now
+        job.exit_code = exit_code
+        job.container_reason = reason
+
+    def _release(self, job: Job, succeeded: bool = False) -> None:
+        ce = self.ces.get(job.placed_ce or "")
+        if ce is not None:
+            ce.used_vcpus = max(0.0, ce.used_vcpus - job.sub.resources.vcpus)
+        self.ledger.give_back(job.sub.resources, job.gpu_ids)
+        job.gpu_ids = ()
+        workdir, job.workdir = job.workdir, ""
+        if not workdir:
+            return
+        if not succeeded:
+            self.scratch_done((workdir, f"{job.job_id.replace(':', '_')}-attempt-{job.attempt_number}"))
+        elif _is_empty_dir(workdir):
+            self._free_scratch.append(workdir)
+        else:
+            self.scratch_done((workdir, None))

@@ -1,0 +1,408 @@
+"""tick(): admissions, dependencies, queue priority, placement, attempt ends, retries, timeouts.
+
+All job state lives in memory here and is mutated only under the engine lock. Ticks collect
+the jobs they changed and the events those changes produced; both are written together in
+one SQLite transaction (a group commit, at most `group_commit_ms` later). An attempt's log
+file, created before its process starts, is its durable trace in between: after a crash the
+engine knows every attempt that may have run. Attempts (attempts.py) and API-driven control
+and recovery (control.py) are mixed into the Scheduler from their own modules.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib.localbatch import wire
+from chalicelib.localbatch.clock import Clock
+from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.logpool import LogPool
+from chalicelib.localbatch.ids import hex_id
+from chalicelib.localbatch.model import (
+    ALL_STATUSES,
+    REASON_ARRAY_CHILD_FAILED,
+    REASON_DEPENDENCY_FAILED,
+    ComputeEnvironment,
+    Job,
+    JobDefinition,
+    JobQueue,
+    JobStatus,
+)
+from chalicelib.localbatch.scheduling.arming import ArmingMixin
+from chalicelib.localbatch.scheduling.attempts import AttemptsMixin
+from chalicelib.localbatch.scheduling.capacity import (
+    HostCapacity,
+    HostLedger,
+    choose_environment,
+    never_fits,
+)
+from chalicelib.localbatch.scheduling.control import ControlMixin
+from chalicelib.localbatch.storage.store import Store
+
+SPAWN_BATCH = 2000  # children created per tick
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    kill_grace_seconds: float = 30.0  # SIGTERM then SIGKILL, as ECS StopTask does
+    spot_reclaim_rate: float = 0.0  # default for SPOT environments without the tag
+    reclaim_window_seconds: float = 2.0  # a reclaimed attempt is lost within this time of starting
+    seed: int | None = None
+    group_commit_ms: int = 10  # the engine loop commits at most this long after a change
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Job rows and events taken from the scheduler for one transaction."""
+
+    rows: list[tuple[str, str, str | None, int | None, str]]
+    events: list[tuple[str, int, str]]
+
+
+class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
+    """The engine's state machine; the service and the engine loop call it under one lock."""
+
+    def __init__(self, store: Store, executor: Any, clock: Clock, host: HostCapacity, data_dir: Path,
+                 options: EngineOptions | None = None) -> None:
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.host = host
+        self.ledger = HostLedger(host)
+        self.data_dir = Path(data_dir)
+        self._work_root = str(self.data_dir / "work")  # plain strings: pathlib costs show up per job
+        self._log_root = str(self.data_dir / "logs")
+        self.options = options or EngineOptions()
+        self.random = random.Random(self.options.seed)
+        self.jobs: dict[str, Job] = {}
+        self.top_level: list[Job] = []  # parents and plain jobs, in submission order
+        self.ces: dict[str, ComputeEnvironment] = {}
+        self.queues: dict[str, JobQueue] = {}
+        self.job_definitions: dict[str, list[JobDefinition]] = {}
+        self.running: dict[str, Job] = {}  # attempt key -> job
+        self.admissions: deque[Job] = deque()
+        self.exits: deque[ExitInfo] = deque()
+        self._runnable: dict[str, list[tuple[int, int, str]]] = {}
+        self._timers: list[tuple[int, str, str]] = []  # (due ms, kind, attempt key)
+        self._dirty: dict[str, Job] = {}
+        self._events: list[tuple[str, int, str]] = []
+        self._launches: list[Job] = []
+        self._last_commit_ms = 0
+        self._blocked_reported: set[str] = set()
+        self._head_fits: dict[str, str] = {}  # queue -> its head job that fits some environment
+        self.on_commit: Callable[[int, list[tuple[str, int, str]]], None] = lambda last_seq, events: None
+        # (path, keep_as): the engine renames a failed attempt's scratch to keep_as (kept for
+        # inspection) or, with None, deletes a succeeded attempt's leftovers, off the hot path.
+        self.scratch_done: Callable[[tuple[str, str | None]], None] = lambda item: None
+        self._free_scratch: list[str] = []
+        self._scratch_seq = 0
+        self._boot = hex_id(6)  # scratch names never collide with a previous engine's leftovers
+        # Set by the engine to fork on its own threads; None launches inline (tests, FakeExecutor).
+        self.launcher: Callable[[list[LaunchRequest]], None] | None = None
+        self.launched: deque[tuple[str, int, int]] = deque()  # (attempt key, pid, started at)
+        # Successor launches held by the executor (arming.py), when it can hold them.
+        self._arm: Callable[[str, LaunchRequest], bool] | None = getattr(executor, "arm", None)
+        self.armed: dict[str, Job] = {}  # running attempt key -> the RUNNABLE job armed on it
+        self._armed_spares: dict[str, str] = {}  # armed attempt key -> the spare log it carries
+        # Spare log files (logpool.py), set by the engine for executors that rename them into place.
+        self.log_pool: LogPool | None = None
+        self.ended_logs: list[str] = []  # logs of ended attempts, recyclable once that end is committed
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def now(self) -> int:
+        return self.clock.now_ms()
+
+    def _touch(self, job: Job) -> None:
+        """Marks a job changed; its row is written at the next commit, encoded then."""
+        self._dirty[job.job_id] = job
+        job.encoded_state = ""
+
+    def set_status(self, job: Job, status: JobStatus, reason: str | None = None) -> None:
+        old = job.status
+        job.status = status
+        if reason is not None:
+            job.status_reason = reason
+        now = self.now()
+        parent = job.parent
+        if parent is not None and parent.summary is not None:
+            parent.summary[old.value] -= 1
+            parent.summary[status.value] += 1
+            parent.summary_at = now
+        # One encoding for the event and, unless the job is touched again first, its row.
+        state = job.encoded_state = wire.state_json(job)
+        self._dirty[job.job_id] = job
+        self._events.append((job.job_id, now, "S" + state))
+        if status is JobStatus.RUNNABLE:
+            self._push_runnable(job)
+        elif status.is_terminal:
+            self._on_terminal(job)
+
+    def _push_runnable(self, job: Job) -> None:
+        heap = self._runnable.setdefault(job.sub.queue, [])
+        heapq.heappush(heap, (job.sub.seq, -1 if job.index is None else job.index, job.job_id))
+
+    def next_timer_ms(self) -> int | None:
+        due = self._timers[0][0] if self._timers else None
+        if self._dirty or self._events or self.ended_logs:  # ended logs are handed on at a commit
+            flush = self._last_commit_ms + self.options.group_commit_ms
+            due = flush if due is None else min(due, flush)
+        return due
+
+    @property
+    def last_commit_ms(self) -> int:
+        return self._last_commit_ms
+
+    def has_work(self) -> bool:
+        """True when a tick now would do something (the engine then ticks again at once)."""
+        return bool(self.exits or self.admissions or self.launched)
+
+    # -- the tick -------------------------------------------------------------------------------
+    def tick(self, group_commit_ms: int = 0) -> None:
+        """Runs one scheduling round: everything that can happen now happens.
+
+        The changes are committed at the end, or, with `group_commit_ms`, only once that much
+        time has passed since the last commit (the engine loop; see the note below).
+        """
+        self._drain_launched()
+        while self.exits:
+            self._end_attempt(self.exits.popleft())
+        self._drain_launched()  # armed successors taken over just now go RUNNING in this tick
+        self._admit_some()
+        self._fire_timers()
+        self._place()
+        if self._launches:
+            # No commit before launching: every attempt's log file is created by the executor
+            # before its process starts, at a path derived from the attempt (log_stream_for),
+            # so it is the attempt's durable trace. After a kill -9, an attempt that started
+            # (and maybe ended) inside the group-commit window is found by that file and ends
+            # as a lost host; it never silently runs again as the same attempt.
+            self._dispatch_launches()
+        if self._arm is not None:
+            self._arm_successors()
+        # Group commit: state changes and their events reach SQLite together, at most
+        # group_commit_ms after they happen, so one transaction carries many jobs. A crash
+        # inside that window loses only transitions, never an accepted job (API calls
+        # commit before they return); attempts launched but not yet recorded are found
+        # at restart by the executor's orphan scan and end as lost hosts.
+        if self.now() - self._last_commit_ms >= group_commit_ms:
+            self.commit()
+
+    def commit(self) -> None:
+        """Writes pending changes and their events now (callers hold the engine lock)."""
+        batch = self.take_batch()
+        if batch is not None:
+            self.write_batch(batch)
+
+    def take_batch(self) -> Batch | None:
+        """Takes the pending changes as rows, ready to be written without the engine lock.
+
+        A caller that writes the batch later must acquire `store.write_lock` before it
+        releases the engine lock, so batches reach the store in the order they were taken.
+        """
+        self._last_commit_ms = self.now()
+        if not self._dirty and not self._events:
+            return None
+        job_row = self.store.job_row
+        rows = []
+        for job in self._dirty.values():
+            # An array parent's summary moves with its children without touching it: encode afresh.
+            rows.append(job_row(job, job.encoded_state if job.summary is None else ""))
+            job.encoded_state = ""  # not kept in memory past the commit
+        batch = Batch(rows, self._events)
+        self._dirty, self._events = {}, []
+        return batch
+
+    def write_batch(self, batch: Batch) -> None:
+        with self.store.transaction():
+            if batch.rows:
+                self.store.upsert_job_rows(batch.rows)
+            last_seq = self.store.append_events(batch.events) if batch.events else 0
+        if batch.events:
+            self.on_commit(last_seq, batch.events)
+
+    # -- admission and dependencies ---------------------------------------------------------------
+    def _admit(self, job: Job) -> None:
+        """SUBMITTED -> PENDING/RUNNABLE; an array parent spawns its children here."""
+        if job.status is not JobStatus.SUBMITTED:
+            return
+        if job.sub.failure:
+            self.set_status(job, JobStatus.FAILED, job.sub.failure)
+            return
+        self._wire_dependencies(job, self._targets(job))
+        if job.status is JobStatus.SUBMITTED:
+            self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE)
+
+    def _admit_some(self) -> None:
+        """Admits queued submissions; a big array spawns its children over several ticks,
+        so API calls waiting on the engine lock are never held up for long."""
+        budget = SPAWN_BATCH
+        while self.admissions and budget > 0:
+            job = self.admissions[0]
+            size = job.sub.array_size or 0
+            if job.is_parent and not job.sub.failure and job.status in (JobStatus.SUBMITTED, JobStatus.PENDING):
+                budget -= self._spawn_children(job, budget)
+                if job.children is not None and len(job.children) < size:
+                    return  # more next tick; later submissions wait, as they may depend on these children
+            else:
+                self._admit(job)
+                budget -= 1
+            self.admissions.popleft()
+
+    def _spawn_children(self, parent: Job, budget: int) -> int:
+        """Creates up to `budget` more children (PENDING, then RUNNABLE when nothing is unmet)."""
+        size = parent.sub.array_size or 0
+        now = self.now()
+        if parent.children is None:
+            parent.summary = {status: 0 for status in ALL_STATUSES}
+            parent.summary["PENDING"] = size  # children not created yet count as PENDING
+            parent.summary_at = now
+            parent.children = []
+            self.set_status(parent, JobStatus.PENDING)
+        start = len(parent.children)
+        for index in range(start, min(size, start + budget)):
+            child = Job(job_id=f"{parent.job_id}:{index}", sub=parent.sub, index=index,
+                        status=JobStatus.PENDING, created_at=now, parent=parent)
+            parent.children.append(child)
+            self.jobs[child.job_id] = child
+            self._touch(child)
+            self._events.append((child.job_id, now, wire.snapshot_json(child)))
+            if parent.cancel_reason:  # the array was cancelled or terminated while it was spawning
+                child.is_cancelled, child.is_terminated = parent.is_cancelled, parent.is_terminated
+                self.set_status(child, JobStatus.FAILED, parent.cancel_reason)
+                continue
+            self._wire_dependencies(child, self._targets(child))
+            if child.status is JobStatus.PENDING and not child.unmet:
+                self.set_status(child, JobStatus.RUNNABLE)
+        return len(parent.children) - start
+
+    def _targets(self, job: Job) -> list[Job]:
+        """The jobs this job (or array child) waits on, resolved from the submission's dependsOn."""
+        targets = []
+        for dep in job.sub.depends_on:
+            kind = dep.get("type")
+            if kind == "SEQUENTIAL":
+                if job.index:
+                    targets.append(self.jobs[f"{job.sub.job_id}:{job.index - 1}"])
+                continue
+            target = self.jobs.get(dep["jobId"])
+            if target is None:
+                continue  # validated at submit; only an expired job could be missing
+            if kind == "N_TO_N" and job.index is not None and target.children is not None \
+                    and job.index < len(target.children):
+                target = target.children[job.index]
+            targets.append(target)
+        return targets
+
+    def _wire_dependencies(self, job: Job, targets: list[Job]) -> None:
+        for target in targets:
+            if target.status is JobStatus.SUCCEEDED:
+                continue
+            if target.status is JobStatus.FAILED:
+                self._fail_chain(job, REASON_DEPENDENCY_FAILED)
+                return
+            job.unmet += 1
+            target.dependents.append(job)
+
+    def _on_terminal(self, job: Job) -> None:
+        if job.status is JobStatus.SUCCEEDED:
+            for dependent in job.dependents:
+                dependent.unmet -= 1
+                if dependent.unmet == 0 and dependent.status in (JobStatus.PENDING, JobStatus.SUBMITTED):
+                    if dependent.cancel_reason:
+                        dependent.is_cancelled = True
+                        self.set_status(dependent, JobStatus.FAILED, dependent.cancel_reason)
+                    else:
+                        self.set_status(dependent, JobStatus.RUNNABLE)
+        else:
+            for dependent in job.dependents:
+                self._fail_chain(dependent, REASON_DEPENDENCY_FAILED)
+        job.dependents = []
+        parent = job.parent
+        if parent is not None and parent.summary is not None and not parent.status.is_terminal:
+            done = parent.summary["SUCCEEDED"] + parent.summary["FAILED"]
+            if done == parent.sub.array_size:
+                parent.stopped_at = self.now()
+                if parent.summary["FAILED"]:
+                    self.set_status(parent, JobStatus.FAILED, REASON_ARRAY_CHILD_FAILED)
+                else:
+                    self.set_status(parent, JobStatus.SUCCEEDED)
+
+    def _fail_chain(self, job: Job, reason: str) -> None:
+        """Fails a waiting job; its own dependents fail in turn (iteratively: SEQUENTIAL chains are long)."""
+        work = [job]
+        while work:
+            current = work.pop()
+            if current.status.is_terminal or current.status in (JobStatus.STARTING, JobStatus.RUNNING):
+                continue
+            if current.is_parent and current.children:
+                work.extend(current.children)
+                continue
+            dependents, current.dependents = current.dependents, []
+            self.set_status(current, JobStatus.FAILED, current.cancel_reason or reason)
+            work.extend(dependents)
+
+    # -- placement ------------------------------------------------------------------------------
+    def _queues_by_priority(self) -> list[JobQueue]:
+        return sorted(self.queues.values(), key=lambda q: (-q.priority, q.seq))
+
+    def _head(self, queue: JobQueue) -> Job | None:
+        """The queue's first job waiting for a slot; entries of jobs that left RUNNABLE or were armed
+        since they were queued are dropped on the way."""
+        heap = self._runnable.get(queue.name)
+        while heap:
+            job = self.jobs.get(heap[0][2])
+            if job is not None and job.status is JobStatus.RUNNABLE and job.armed_on is None:
+                return job
+            heapq.heappop(heap)
+        return None
+
+    def _place(self) -> None:
+        for queue in self._queues_by_priority():
+            while (job := self._head(queue)) is not None:
+                res = job.sub.resources
+                ce = choose_environment(queue, self.ces, self.ledger, res)
+                if ce is None:
+                    self._report_blocked(queue, job)
+                    break  # FIFO: the head waits, and everything behind it waits too
+                heapq.heappop(self._runnable[queue.name])
+                self._start(job, ce)
+
+    def resources_changed(self) -> None:
+        """Compute environments or queues changed: what was decided under the old settings is redone."""
+        self._head_fits.clear()
+        self.withdraw_all()
+
+    def _report_blocked(self, queue: JobQueue, job: Job) -> None:
+        if job.job_id in self._blocked_reported or self._head_fits.get(queue.name) == job.job_id:
+            return  # asked already: a head waiting for room is asked on every tick otherwise
+        reason = never_fits(queue, self.ces, self.host, job.sub.resources)
+        if reason is None:
+            self._head_fits[queue.name] = job.job_id
+            return
+        self._blocked_reported.add(job.job_id)
+        job.status_reason = reason
+        self._touch(job)
+        self._events.append((job.job_id, self.now(), wire.queue_blocked_event_json(job, queue, self.now())))
+        # jobStateTimeLimitActions: a head job blocked for this reason too long is cancelled.
+        for action in queue.time_limit_actions:
+            if action["state"] == "RUNNABLE" and reason.startswith(action["reason"]):
+                due = self.now() + int(action["maxTimeSeconds"]) * 1000
+                heapq.heappush(self._timers, (due, "blocked", job.job_id))
+                break
+
+    def _expire_blocked(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not JobStatus.RUNNABLE or job.job_id not in self._blocked_reported \
+                or job.armed_on is not None:
+            return
+        queue = self.queues.get(job.sub.queue)
+        for action in queue.time_limit_actions if queue else []:
+            if action["state"] == "RUNNABLE" and (job.status_reason or "").startswith(action["reason"]):
+                job.is_cancelled = True
+                self.set_status(job, JobStatus.FAILED, job.status_reason)
+                return
