@@ -88,7 +88,7 @@ class _Responses(BaseHTTPRequestHandler):
 
     received: list[dict[str, Any]] = []
 
-    def do_PUT(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_PUT(self) -> None:  # http.server's naming
         length = int(self.headers.get("Content-Length", 0))
         self.received.append(json.loads(self.rfile.read(length)))
         self.send_response(200)
