@@ -22,22 +22,23 @@ CHANGES = {
 }
 
 
-def _synth(workdir: Path, spec: Path, version: str | None = None) -> dict[str, dict]:
+def _synth(workdir: Path, outdir: Path, spec: Path, version: str | None = None) -> dict[str, dict]:
     from infra.app import build_app
 
     kwargs = {"version": version} if version else {}
+    # One working folder for every synth: Chalice reuses its package from ./chalice.out.
     with synth_environment(workdir, region="us-east-1"):
-        app = build_app({"conveyor:pipelines": [str(spec)], "conveyor:nag": "false"},
-                        outdir=str(workdir / "cdk.out"), **kwargs)
+        app = build_app({"conveyor:pipelines": [str(spec)], "conveyor:nag": "false"}, outdir=str(outdir), **kwargs)
         assembly = app.synth()
     return {stack.stack_name: stack.template for stack in assembly.stacks}
 
 
 @pytest.fixture(scope="module")
 def updated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict]]:
+    workdir = tmp_path_factory.mktemp("updates")
     return {
-        name: _synth(tmp_path_factory.mktemp("update"), change["spec"], change.get("version"))
-        for name, change in CHANGES.items()
+        name: _synth(workdir, workdir / f"cdk.out.{i}", change["spec"], change.get("version"))
+        for i, (name, change) in enumerate(CHANGES.items())
     }
 
 
