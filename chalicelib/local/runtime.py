@@ -93,6 +93,7 @@ def _wire(
     tracker = Tracker(
         store=store, batch=batch, publisher=publisher,
         join_items=manifest_join_items(open_store("file:///")), clock=epoch_ms,
+        enforce_deadlines=True,  # no state machine here: the tracker ends waits past wait_timeout
     )
     ports = RunPorts(
         batch=batch, store=store, publisher=publisher, queues=queue_map(batch), objects=open_store,

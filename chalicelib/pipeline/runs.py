@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.pipeline.errors import PipelineError, SpecValidationError
-from chalicelib.pipeline.events import run_event
 from chalicelib.pipeline.items import discover
 from chalicelib.pipeline.manifest import read_manifest, to_manifest_bytes, write_manifest
 from chalicelib.pipeline.model import Plan, PlannedJob
@@ -24,6 +23,7 @@ from chalicelib.pipeline.payloads import SubmitContext
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT, plan
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunRequest, RunStore
 from chalicelib.pipeline.records import ItemResult, RunRecord, RunStatus, StageRecord, StageStatus
+from chalicelib.pipeline.run_end import publish_run_state
 from chalicelib.pipeline.runcontext import from_record, to_snapshot
 from chalicelib.pipeline.schema_issues import check_schema
 from chalicelib.pipeline.spec import build_spec
@@ -100,8 +100,7 @@ def start_run(
     run = ports.store.get_run(request.run_id)
     assert run is not None
     if run.status is RunStatus.RUNNING:
-        now = ports.clock()
-        ports.publisher.publish([run_event(run, ports.store.list_stages(run.run_id), now_ms=now)])
+        publish_run_state(ports, run.run_id)
     return run
 
 

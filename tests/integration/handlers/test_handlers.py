@@ -13,7 +13,7 @@ from moto import mock_aws
 
 import app as chalice_app
 from chalicelib.aws.composition import use_runtime
-from chalicelib.handlers import run_tasks
+from chalicelib.handlers import state_machine_tasks
 from tests.integration.handlers.fake_batch import FakeBatch
 from tests.integration.handlers.sfn_harness import BUCKET, Harness, build, put_manifest
 
@@ -43,8 +43,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Harness, FakeBatch, C
 
 def _planned_and_submitted(h: Harness, run_id: str, items: int = 3) -> None:
     manifest = put_manifest(h.rt, run_id, items)
-    run_tasks.plan(h.rt, {"input": {"runId": run_id, "items": manifest}, "execution": run_id})
-    run_tasks.submit(h.rt, {"runId": run_id})
+    state_machine_tasks.plan(h.rt, {"input": {"runId": run_id, "items": manifest}, "execution": run_id})
+    state_machine_tasks.submit(h.rt, {"runId": run_id})
 
 
 def test_duplicate_s3_delivery_starts_one_execution(env) -> None:
