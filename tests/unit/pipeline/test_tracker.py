@@ -207,3 +207,18 @@ def test_a_redelivered_end_settles_a_stage_left_unsettled(env: Env) -> None:
     assert env.store.get_stage("r1", "a").status.value == "SUBMITTED"
     env.tracker.handle(env.event(a, "SUCCEEDED"))
     assert env.store.get_stage("r1", "a").status.value == "SUCCEEDED"
+
+
+def test_a_deferred_join_claimed_by_another_tracker_is_not_submitted_twice(tmp_path: Path) -> None:
+    # ListJobs cannot see a join another tracker has just submitted (eventually consistent):
+    # the run store's conditional claim is the lock, and a dead holder's claim expires.
+    env = Env(tmp_path, SPEC + "    allow_failed_items: true\n")
+    assert env.store.claim_submission("r1", "c", now_ms=1990, lease_ms=60_000)  # another tracker holds it
+    a = env.job_id("a")
+    env.batch.child_status[a] = {1: ("FAILED", "Essential container in task exited")}
+    assert env.tracker.handle(env.event(a, "FAILED")).submitted == []
+    assert env.store.get_job("r1", "c") is None and env.batch.count("submit_job") == 1  # a's own submit
+    later = Tracker(store=env.store, batch=env.batch, publisher=env.publisher,
+                    join_items=manifest_join_items(open_store("file:///")), clock=lambda: 1990 + 60_000)
+    assert later.reconcile("r1").submitted == ["c"]  # the holder never recorded it: its lease ended
+    assert later.reconcile("r1").submitted == [] and env.batch.count("submit_job") == 2
