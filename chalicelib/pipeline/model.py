@@ -8,6 +8,8 @@ planner stays pure and a Plan can be stored between Lambda calls as JSON
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -54,6 +56,18 @@ COMPUTE_LIMITS: Mapping[ComputeClass, ComputeLimits] = {
 }
 
 
+def batch_safe_name(name: str, limit: int = 128) -> str:
+    """``name`` with characters Batch refuses replaced by ``_``, cut to ``limit`` with a hash kept unique.
+
+    The one rule for every Batch name Conveyor derives (job names, job definition names).
+    """
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    if len(safe) <= limit:
+        return safe
+    digest = hashlib.sha256(safe.encode()).hexdigest()[:12]
+    return f"{safe[: limit - 13]}-{digest}"
+
+
 @dataclass(frozen=True)
 class RetryRule:
     """One Batch ``evaluateOnExit`` entry; every condition given must match (AND)."""
@@ -63,16 +77,19 @@ class RetryRule:
     on_reason: str | None = None
     on_exit_code: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
+    def to_batch(self) -> dict[str, str]:
+        """The rule as a Batch ``evaluateOnExit`` entry (the only form it is written in)."""
         data = {"action": self.action}
-        for name in ("on_status_reason", "on_reason", "on_exit_code"):
+        for name, batch_name in (("on_status_reason", "onStatusReason"), ("on_reason", "onReason"),
+                                 ("on_exit_code", "onExitCode")):
             value = getattr(self, name)
             if value is not None:
-                data[name] = value
+                data[batch_name] = value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RetryRule:
+        """A rule from the spec's ``evaluate_on_exit`` entry (snake_case keys)."""
         return cls(
             action=str(data["action"]).upper(),
             on_status_reason=data.get("on_status_reason"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.pipeline.errors import PipelineError, SpecValidationError
+from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.items import discover
 from chalicelib.pipeline.manifest import read_manifest, to_manifest_bytes, write_manifest
 from chalicelib.pipeline.model import Plan, PlannedJob
@@ -25,9 +25,7 @@ from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunRequest, R
 from chalicelib.pipeline.records import ItemResult, RunRecord, RunStatus, StageRecord, StageStatus
 from chalicelib.pipeline.run_end import publish_run_state
 from chalicelib.pipeline.runcontext import from_record, to_snapshot
-from chalicelib.pipeline.schema_issues import check_schema
-from chalicelib.pipeline.spec import build_spec
-from chalicelib.pipeline.spec_rules import check_rules
+from chalicelib.pipeline.spec import validated_spec
 from chalicelib.pipeline.submitter import ensure_job_definitions, submit_plan
 
 
@@ -64,13 +62,6 @@ def new_run_id(pipeline: str, now_ms: int, salt: str = "") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ms / 1000))
     digest = hashlib.sha256(f"{pipeline}{now_ms}{salt}{time.perf_counter_ns()}".encode()).hexdigest()[:4]
     return f"{pipeline[:50]}-{stamp}-{digest}"
-
-
-def validate_document(document: Any, base_dir: Path | None) -> None:
-    """Raises SpecValidationError with every schema and semantic issue of a spec document."""
-    issues = check_schema(document) + check_rules(document, base_dir)
-    if issues:
-        raise SpecValidationError(list(dict.fromkeys(issues)))
 
 
 def start_run(
@@ -110,8 +101,7 @@ def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
     The Step Functions plan task calls this alone; `start_run` also submits.
     """
     base_dir = Path(request.base_dir) if request.base_dir else Path.cwd()
-    validate_document(request.spec, base_dir)
-    spec = build_spec(request.spec, base_dir)
+    spec = validated_spec(request.spec, base_dir)
     items = discover(spec.items, request.items_source or None, store_factory=ports.objects)
     planned: Plan = plan(
         spec, len(items), run_id=request.run_id,
