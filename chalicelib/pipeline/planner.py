@@ -42,6 +42,7 @@ from chalicelib.pipeline.model import (
     PlannedJob,
     Stage,
     batch_safe_name,
+    planned_stage,
 )
 
 DEFAULT_ARRAY_LIMIT = 10_000  # Batch: arrayProperties.size is 2..10,000
@@ -77,6 +78,7 @@ def plan(
         jobs=tuple(builder.jobs),
         array_limit=array_limit,
         dependency_limit=dependency_limit,
+        stages=tuple(planned_stage(spec, name, item_count) for name in order),
     )
 
 

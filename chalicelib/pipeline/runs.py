@@ -130,7 +130,7 @@ def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
             ports.store.put_stage(StageRecord(
                 run_id=request.run_id, stage=name,
                 status=StageStatus.WAITING if deferred else StageStatus.SUBMITTED,
-                items=len(items) if spec.stage(name).foreach else 1, deferred=deferred,
+                items=planned.stage(name).units, deferred=deferred,
             ))
     stored = ports.store.get_run(request.run_id)
     assert stored is not None
@@ -173,7 +173,7 @@ def failed_item_indexes(store: RunStore, run: RunRecord) -> list[int]:
     ctx = from_record(run)
     failed = {
         r.index for r in store.list_item_results(run.run_id)
-        if r.status == "FAILED" and ctx.spec.stage(r.stage).foreach
+        if r.status == "FAILED" and ctx.plan.stage(r.stage).foreach
     }
     if not failed and run.status is RunStatus.FAILED:
         return list(range(run.items))

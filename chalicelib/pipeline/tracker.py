@@ -216,7 +216,7 @@ class Tracker:
     def _job_results(self, job: JobRecord, detail: dict[str, Any]) -> list[ItemResult]:
         """Item results of a finished stage job, from its own event (plus ListJobs for arrays)."""
         ctx = self._context(job.run_id)
-        base = job.offset if ctx.spec.stage(job.stage).foreach else 0
+        base = job.offset if ctx.plan.stage(job.stage).foreach else 0
         if not job.is_array:
             return [_result(job, base, detail)]
         if detail.get("status") == "SUCCEEDED":

@@ -112,3 +112,13 @@ def test_a_local_tracker_ends_a_run_whose_stage_waited_past_its_timeout(tmp_path
     run = env.store.get_run("r1")
     assert run.status is RunStatus.FAILED
     assert run.failures[0]["reason"] == "StageTimedOutError: stage a: still running when its wait timed out"
+
+
+def test_a_run_recorded_before_plans_carried_stage_shapes_still_reads_them(env: Env) -> None:
+    from dataclasses import replace
+
+    run = env.store.get_run("r1")
+    old_plan = {k: v for k, v in run.spec["plan"].items() if k != "stages"}
+    old = replace(run, spec={**run.spec, "plan": old_plan})
+    assert from_record(old).plan.stages == from_record(run).plan.stages
+    assert from_record(old).stage_items("a") == 3 and from_record(old).stage_items("c") == 1
