@@ -23,10 +23,13 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from chalicelib import __version__
-from chalicelib.pipeline.spec import load_spec
+from chalicelib.pipeline.errors import PipelineError
+from chalicelib.pipeline.spec import load_spec, parse_document
+from chalicelib.pipeline.stream.settings import is_stream, load_stream_spec
 from infra.stacks.compute import ComputeStack
 from infra.stacks.network import NetworkStack
 from infra.stacks.pipeline import PipelineStack
+from infra.stacks.stream import StreamStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STACK_PREFIX = "Conveyor"
@@ -75,6 +78,14 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
         spec_path = Path(raw_path)
         if not spec_path.is_absolute():
             spec_path = source_dir / spec_path
+        if is_stream_file(spec_path):
+            stream = load_stream_spec(spec_path)
+            StreamStack(
+                app, stack_name_for(stream.name), env=env, spec=stream, version=__version__, source_dir=source_dir,
+                vpc=network.vpc, subnets=network.batch_subnets, security_group=network.security_group,
+                description=f"Conveyor {__version__}: stream pipeline {stream.name} (ECS on SQS)",
+            )
+            continue
         spec = load_spec(spec_path)
         PipelineStack(
             app, stack_name_for(spec.name), env=env,
@@ -85,6 +96,14 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
     if _flag(ctx("conveyor:nag") if ctx("conveyor:nag") is not None else True):
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
+
+
+def is_stream_file(spec_path: Path) -> bool:
+    """Whether a spec file declares `mode: stream` (an unreadable one goes the batch way, which reports it)."""
+    try:
+        return is_stream(parse_document(spec_path.read_text(encoding="utf-8")))
+    except (OSError, PipelineError):
+        return False
 
 
 def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:

@@ -113,3 +113,7 @@ def build_stage_images(
         else:
             by_stage[stage.name] = stage.image or ""
     return StageImages(by_stage=by_stage, release=release)
+
+
+# The stream stack builds its images the same way (infra/stacks/stream.py).
+image_asset = _image_asset
