@@ -8,7 +8,9 @@ Context (cdk.json or ``-c key=value``):
   behind interface endpoints (billed hourly) instead of public subnets;
 * ``conveyor:maxVcpus``: ``{"spot": 256, "on-demand": 64, "gpu": 16}`` overrides;
 * ``conveyor:runnableTimeLimit``: seconds a job may sit RUNNABLE before Batch cancels it (>= 600);
-* ``conveyor:nag``: ``false`` skips the cdk-nag AwsSolutions checks (on by default).
+* ``conveyor:nag``: ``false`` skips the cdk-nag AwsSolutions checks (on by default);
+* ``conveyor:smoke``: ``{"<stream pipeline>": "sample file"}``: every deploy of that stream must carry
+  the sample through every stage, or it fails and rolls back.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
             StreamStack(
                 app, stack_name_for(stream.name), env=env, spec=stream, version=__version__, source_dir=source_dir,
                 vpc=network.vpc, subnets=network.batch_subnets, security_group=network.security_group,
+                force=_flag(ctx("conveyor:force") or False), smoke_sample=_smoke_sample(ctx, stream.name, source_dir),
                 description=f"Conveyor {__version__}: stream pipeline {stream.name} (ECS on SQS)",
             )
             continue
@@ -96,6 +99,17 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
     if _flag(ctx("conveyor:nag") if ctx("conveyor:nag") is not None else True):
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
+
+
+def _smoke_sample(ctx: Any, pipeline: str, source_dir: Path) -> Path | None:
+    """``conveyor:smoke`` maps a stream pipeline to a sample file its deploys must carry through."""
+    raw = (_json(ctx("conveyor:smoke") or {}) or {}).get(pipeline)
+    if not raw:
+        return None
+    path = Path(raw) if Path(raw).is_absolute() else source_dir / raw
+    if not path.is_file():
+        raise FileNotFoundError(f"conveyor:smoke.{pipeline}: no sample file at {path}")
+    return path
 
 
 def is_stream_file(spec_path: Path) -> bool:

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Tags, Validations
+from aws_cdk import Acknowledgment, CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Tags, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -22,6 +26,7 @@ from infra.constructs.storage import PipelineStorage, acknowledge_bucket_notific
 from infra.constructs.stream_stage import StageWiring, StreamStageService, make_stage_queues
 
 INBOX_PREFIX = "inbox/"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds chalicelib/
 RUNS_PREFIX = "runs/"
 
 
@@ -35,7 +40,8 @@ class StreamStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, spec: StreamSpec, version: str, source_dir: Path,
                  vpc: ec2.IVpc, subnets: ec2.SubnetSelection, security_group: ec2.ISecurityGroup,
-                 retain_data: bool = True, **kwargs: Any) -> None:
+                 force: bool = False, smoke_sample: Path | None = None, retain_data: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         Tags.of(self).add("conveyor:version", version)
         Tags.of(self).add("conveyor:pipeline", spec.name)
@@ -56,7 +62,8 @@ class StreamStack(Stack):
                              cluster=cluster, subnets=subnets, security_group=security_group)
         names = spec.pipeline.stage_names
         queues = {name: make_stage_queues(self, f"Stage{i}", spec.settings[name]) for i, name in enumerate(names)}
-        images = self._images(spec, version, source_dir)
+        self.deploy_function = self._deploy_function()
+        images = self._images(spec, version, source_dir, force)
         self.services: dict[str, StreamStageService] = {}
         for i, name in enumerate(names):
             stage = spec.stage(name)
@@ -67,7 +74,12 @@ class StreamStack(Stack):
                 queues=queues[name], downstream={down: queues[down].queue for down in spec.downstream(name)},
                 entry=name in spec.entry_stages, wiring=wiring,
             )
+            # from_registry (a digest) grants nothing by itself: the task pulls from the asset repository.
+            self._assets[stage.build].repository.grant_pull(
+                self.services[name].task_definition.obtain_execution_role())
         self._route_arrivals(spec, storage, queues)
+        if smoke_sample is not None:
+            self._smoke(spec, smoke_sample, storage, items, wiring)
         self._acknowledge(cluster, storage, wiring)
         acknowledge_bucket_notifications(self)
         self.queues = queues
@@ -77,10 +89,30 @@ class StreamStack(Stack):
         for i, name in enumerate(names):
             CfnOutput(self, f"Stage{i}QueueUrl", value=queues[name].queue.queue_url, description=f"stage {name}")
 
-    def _images(self, spec: StreamSpec, version: str, source_dir: Path) -> dict[str, ecs.ContainerImage]:
-        """One image asset per build folder, x86_64 whatever the machine that deploys."""
+    def _deploy_function(self) -> lambda_.Function:
+        """The Lambda behind the release guard and the smoke item (chalicelib/aws/stream_deploy.py)."""
+        role = iam.Role(self, "DeployRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        # The function names its log group (not the reverse), so the role's policy can name it too
+        # without a dependency cycle.
+        log_group = logs.LogGroup(self, "DeployLogs", retention=logs.RetentionDays.ONE_MONTH,
+                                  removal_policy=RemovalPolicy.DESTROY)
+        function = lambda_.Function(
+            self, "DeployFunction", runtime=lambda_.Runtime.PYTHON_3_11, timeout=Duration.minutes(15),
+            handler="chalicelib.aws.stream_deploy.handler", role=role, memory_size=256, log_group=log_group,
+            # Only the bare package: the handler needs nothing beyond the Python runtime and boto3.
+            code=lambda_.Code.from_asset(str(PACKAGE_ROOT), exclude=["*", ".*", "!chalicelib", "!chalicelib/**",
+                                                                       "**/__pycache__", "**/*.pyc", "**/*.c"]),
+            description="Conveyor stream deploys: release guard and smoke item",
+        )
+        self._deploy_logs_id = log_group.node.default_child.logical_id  # type: ignore[union-attr]
+        role.add_to_policy(iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                               resources=[f"{log_group.log_group_arn}:*"]))
+        role.add_to_policy(iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[self.stack_id]))
+        return function
+
+    def _images(self, spec: StreamSpec, version: str, source_dir: Path, force: bool) -> dict[str, ecs.ContainerImage]:
+        """One image asset per build folder (x86_64), pinned by digest through the release guard."""
         assets: dict[str, ecr_assets.DockerImageAsset] = {}
-        images: dict[str, ecs.ContainerImage] = {}
         for name in spec.pipeline.stage_names:
             stage = spec.stage(name)
             if not stage.build or stage.image:
@@ -91,8 +123,58 @@ class StreamStack(Stack):
             if stage.build not in assets:
                 assets[stage.build] = image_asset(self, f"Image{len(assets)}", Path(stage.build), source_dir,
                                                   version)
-            images[name] = ecs.ContainerImage.from_docker_image_asset(assets[stage.build])
+        index = {build: f"Image{i}" for i, build in enumerate(assets)}
+        for asset in assets.values():
+            asset.repository.grant(self.deploy_function.role, "ecr:DescribeImages", "ecr:BatchGetImage",
+                                   "ecr:PutImage")
+        self.release = CustomResource(
+            self, "ReleaseGuard", service_token=self.deploy_function.function_arn,
+            resource_type="Custom::ConveyorStreamRelease",
+            properties={"Kind": "release", "Pipeline": spec.name, "Version": version,
+                        "Force": "true" if force else "false",
+                        "Images": [{"Name": index[build], "Repository": asset.repository.repository_name,
+                                    "Tag": asset.image_tag} for build, asset in assets.items()]},
+        )
+        self.release.node.add_dependency(self.deploy_function.role)
+        self._assets = assets
+        images: dict[str, ecs.ContainerImage] = {}
+        for name in spec.pipeline.stage_names:
+            build = spec.stage(name).build
+            asset = assets[build]
+            digest = self.release.get_att_string(f"{index[build]}Digest")
+            images[name] = ecs.ContainerImage.from_registry(f"{asset.repository.repository_uri}@{digest}")
         return images
+
+    def _smoke(self, spec: StreamSpec, sample: Path, storage: PipelineStorage, items: dynamodb.Table,
+               wiring: StageWiring) -> None:
+        """After every change to the services, one sample item must come out of every last stage."""
+        asset = s3_assets.Asset(self, "SmokeSample", path=str(sample))
+        function_role = self.deploy_function.role
+        assert function_role is not None
+        sample_arn = asset.bucket.arn_for_objects(asset.s3_object_key)
+        function_role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[sample_arn]))
+        function_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[storage.bucket.arn_for_objects(f"{INBOX_PREFIX}*")]))
+        function_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[storage.bucket.arn_for_objects(f"{wiring.run_prefix}*")]))
+        function_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn]))  # so a missing marker reads 404
+        function_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["dynamodb:Query"], resources=[items.table_arn]))
+        sinks = [name for name in spec.pipeline.stage_names if not spec.downstream(name)]
+        smoke = CustomResource(
+            self, "SmokeItem", service_token=self.deploy_function.function_arn,
+            resource_type="Custom::ConveyorStreamSmoke",
+            properties={"Kind": "smoke", "Pipeline": spec.name, "Bucket": storage.bucket.bucket_name,
+                        "InboxPrefix": INBOX_PREFIX, "SampleBucket": asset.s3_bucket_name,
+                        "SampleKey": asset.s3_object_key, "SampleName": sample.name, "SinkStages": sinks,
+                        "RunPrefix": wiring.run_prefix, "RunId": wiring.run_id, "ItemsTable": items.table_name,
+                        # A new task definition revision (image, command, settings) runs the smoke again.
+                        "TaskDefinitions": [s.task_definition.task_definition_arn for s in self.services.values()]},
+        )
+        smoke.node.add_dependency(function_role)
+        for service in self.services.values():
+            smoke.node.add_dependency(service.service)
 
     def _route_arrivals(self, spec: StreamSpec, storage: PipelineStorage, queues: dict[str, Any]) -> None:
         undelivered = sqs.Queue(self, "ArrivalsUndelivered", retention_period=Duration.days(14), enforce_ssl=True,
@@ -127,6 +209,12 @@ class StreamStack(Stack):
                                       "(the execution role CDK makes to pull the image).")
         Validations.of(cluster).acknowledge(Acknowledgment(
             id="AwsSolutions-ECS4", reason="Container Insights is enabled through containerInsightsV2."))
+        acknowledge_wildcards(
+            self.deploy_function.role, [f"<{self.resolve(self._deploy_logs_id)}.Arn>:*",
+                                        f"{bucket}/{INBOX_PREFIX}*", f"{bucket}/{wiring.run_prefix}*"],
+            "The deploy function's own log streams, the smoke upload under inbox/ and the stream's outputs.")
+        Validations.of(self.deploy_function).acknowledge(Acknowledgment(
+            id="AwsSolutions-L1", reason="Python 3.11, the version the project runs and tests on."))
         undelivered = self.node.find_child("ArrivalsUndelivered")
         Validations.of(undelivered).acknowledge(Acknowledgment(
             id="AwsSolutions-SQS3", reason="It is the dead-letter queue of the arrivals rule's targets."))

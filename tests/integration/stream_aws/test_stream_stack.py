@@ -24,7 +24,8 @@ def stream_synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, An
 
     work = tmp_path_factory.mktemp("cdk-stream")
     with synth_environment(work, region="us-east-1"):
-        app = build_app({"conveyor:pipelines": [str(DATA / "stream.yaml")]}, outdir=str(work / "cdk.out"),
+        app = build_app({"conveyor:pipelines": [str(DATA / "stream.yaml")], "conveyor:smoke": {"thumbs": "sample.txt"}},
+                        outdir=str(work / "cdk.out"),
                         source_dir=DATA)
         assembly = app.synth()  # cdk-nag AwsSolutions findings fail here
     return assembly.get_stack_by_name(STACK).template, work / "cdk.out"
@@ -145,3 +146,42 @@ def test_a_stream_stage_with_a_registry_image_is_refused_with_the_fix(tmp_path: 
     with synth_environment(tmp_path, region="us-east-1"), pytest.raises(StreamSpecError, match="needs `build:`"):
         build_app({"conveyor:pipelines": [str(tmp_path / "s.yaml")], "conveyor:nag": "false"},
                   outdir=str(tmp_path / "out"), source_dir=DATA)
+
+
+def test_task_images_are_pinned_by_digest_from_the_release_guard(stream_synth: tuple[dict[str, Any], Path]) -> None:
+    template, _ = stream_synth
+    guard = [name for name, r in template["Resources"].items() if r["Type"] == "Custom::ConveyorStreamRelease"]
+    assert len(guard) == 1
+    for task in _resources(template, "AWS::ECS::TaskDefinition"):
+        image = json.dumps(task["Properties"]["ContainerDefinitions"][0]["Image"])
+        assert '"@"' in image and f'"{guard[0]}", "Image0Digest"' in image
+
+
+def test_the_smoke_item_runs_after_every_service_and_on_every_new_task_definition(
+        stream_synth: tuple[dict[str, Any], Path]) -> None:
+    template, _ = stream_synth
+    resources = template["Resources"]
+    smoke = [r for r in resources.values() if r["Type"] == "Custom::ConveyorStreamSmoke"]
+    assert len(smoke) == 1
+    services = {name for name, r in resources.items() if r["Type"] == "AWS::ECS::Service"}
+    assert services <= set(smoke[0]["DependsOn"])
+    props = smoke[0]["Properties"]
+    assert props["SinkStages"] == ["meta"] and len(props["TaskDefinitions"]) == 2
+    assert props["RunPrefix"] == "runs/thumbs-stream/"
+
+
+def test_the_deploy_function_bundle_is_the_bare_package_and_imports_with_the_stdlib_alone(
+        stream_synth: tuple[dict[str, Any], Path]) -> None:
+    template, outdir = stream_synth
+    function = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+                    and r["Properties"].get("Handler") == "chalicelib.aws.stream_deploy.handler")
+    s3_key = json.dumps(function["Properties"]["Code"]["S3Key"])
+    bundle = next(d for d in outdir.glob("asset.*") if d.is_dir() and d.name.removeprefix("asset.") in s3_key)
+    top = sorted(p.name for p in bundle.iterdir())
+    assert top == ["chalicelib"], top
+    # A fresh interpreter that sees only the bundle and the standard library (boto3 is imported in
+    # the handler itself, which the Lambda runtime provides).
+    probe = ("import sys; sys.path = [p for p in sys.path if 'site-packages' not in p]; "
+             f"sys.path.insert(0, {str(bundle)!r}); import chalicelib.aws.stream_deploy as m; print(m.handler.__name__)")
+    result = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "handler", result.stderr
