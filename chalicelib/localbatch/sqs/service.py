@@ -30,6 +30,15 @@ def _int(body: dict[str, Any], name: str, low: int, high: int, default: int | No
     return value
 
 
+def _names(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        raise invalid(f"{name}: expected a list of names")
+    return value
+
+
 class SqsService:
     def __init__(self, path: Any, clock: Clock | None = None) -> None:
         self.storage = SqsStorage(path)
@@ -99,8 +108,10 @@ class SqsService:
 
     def _list_queues(self, body: dict[str, Any], base_url: str) -> dict[str, Any]:
         prefix = body.get("QueueNamePrefix") or ""
+        if not isinstance(prefix, str):
+            raise invalid("QueueNamePrefix: expected a string")
         limit = _int(body, "MaxResults", 1, 1000, 1000)
-        names = [n for n in self.storage.queue_names() if n.startswith(str(prefix))][:limit]
+        names = [n for n in self.storage.queue_names() if n.startswith(prefix)][:limit]
         return {"QueueUrls": [q.queue_url(base_url, n) for n in names]}
 
     def _purge_queue(self, body: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -110,7 +121,7 @@ class SqsService:
 
     def _get_attributes(self, body: dict[str, Any], base_url: str) -> dict[str, Any]:
         name, attributes = self._queue(body)
-        wanted = body.get("AttributeNames") or []
+        wanted = _names(body, "AttributeNames")
         unknown = [n for n in wanted if n != "All" and n not in q.SETTABLE | q.COMPUTED]
         if unknown:
             raise SqsError("InvalidAttributeName", f"Unknown Attribute {unknown[0]!r}.")
@@ -173,7 +184,8 @@ class SqsService:
         limit = _int(body, "MaxNumberOfMessages", 1, 10, 1) or 1
         visibility = _int(body, "VisibilityTimeout", 0, 43_200, None)
         wait = _int(body, "WaitTimeSeconds", 0, 20, None)
-        system_names = set(body.get("AttributeNames") or []) | set(body.get("MessageSystemAttributeNames") or [])
+        system_names = set(_names(body, "AttributeNames")) | set(_names(body, "MessageSystemAttributeNames"))
+        attribute_names = _names(body, "MessageAttributeNames")
         with self._lock:
             name, attributes = self._queue(body)
             if wait is None:
@@ -186,7 +198,7 @@ class SqsService:
                     break
                 self._changed.wait(self._pause(name, remaining))
                 name, attributes = self._queue(body)  # it may have been deleted or changed meanwhile
-        found = [self._render(row, system_names, body.get("MessageAttributeNames")) for row in rows]
+        found = [self._render(row, system_names, attribute_names) for row in rows]
         return {"Messages": found} if found else {}
 
     def _pause(self, name: str, remaining: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.integration.localbatch.conftest import start_serve, stop_serve
+from tests.integration.localbatch.conftest import run_cli, start_serve, stop_serve
 from tests.integration.stream.conftest import stream_spec, wait_for
 
 
@@ -36,3 +36,6 @@ def test_serve_inbox_processes_files_as_they_land(tmp_path: Path) -> None:
     finally:
         stop_serve(served)
     assert served.proc.returncode == 0
+    status = run_cli("run-status", "flow-stream", "--data-dir", str(data), "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["items"]["counts"] == {"a": {"SUCCEEDED": 2}, "b": {"SUCCEEDED": 2}}
