@@ -145,3 +145,7 @@ def build_stage_images(
         for stage in spec.stages
     }
     return StageImages(by_stage=by_stage, release=release)
+
+
+# The stream stack builds its images the same way (infra/stacks/stream.py).
+image_asset = _image_asset
