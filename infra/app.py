@@ -86,28 +86,28 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
         description=f"Conveyor {version}: Batch compute environments (0 vCPUs idle) and queues",
     )
     # Not app-wide: the Compute stack's own tags would reach its environments as stack tags.
-    for stack in (network, *_pipeline_stacks(app, ctx, env, compute, source_dir, version)):
+    for stack in (network, *_pipeline_stacks(app, ctx, env, network, compute, source_dir, version)):
         cdk.Tags.of(stack).add("conveyor:version", version, exclude_resource_types=UNTAGGED_BY_VERSION)
     if _flag(ctx("conveyor:nag") if ctx("conveyor:nag") is not None else True):
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 
 
-def _pipeline_stacks(app: cdk.App, ctx: Any, env: cdk.Environment, compute: ComputeStack,
-                     source_dir: Path, version: str) -> list[PipelineStack]:
-    stacks = []
+def _pipeline_stacks(app: cdk.App, ctx: Any, env: cdk.Environment, network: NetworkStack, compute: ComputeStack,
+                     source_dir: Path, version: str) -> list[PipelineStack | StreamStack]:
+    stacks: list[PipelineStack | StreamStack] = []
     for raw_path in _json(ctx("conveyor:pipelines") or []):
         spec_path = Path(raw_path)
         if not spec_path.is_absolute():
             spec_path = source_dir / spec_path
         if is_stream_file(spec_path):
             stream = load_stream_spec(spec_path)
-            StreamStack(
-                app, stack_name_for(stream.name), env=env, spec=stream, version=__version__, source_dir=source_dir,
+            stacks.append(StreamStack(
+                app, stack_name_for(stream.name), env=env, spec=stream, version=version, source_dir=source_dir,
                 vpc=network.vpc, subnets=network.batch_subnets, security_group=network.security_group,
                 force=_flag(ctx("conveyor:force") or False), smoke_sample=_smoke_sample(ctx, stream.name, source_dir),
-                description=f"Conveyor {__version__}: stream pipeline {stream.name} (ECS on SQS)",
-            )
+                description=f"Conveyor {version}: stream pipeline {stream.name} (ECS on SQS)",
+            ))
             continue
         spec = load_spec(spec_path)
         stacks.append(PipelineStack(

@@ -148,4 +148,6 @@ def build_stage_images(
 
 
 # The stream stack builds its images the same way (infra/stacks/stream.py).
-image_asset = _image_asset
+image_asset = _built_asset
+derived_image_asset = _derived_asset
+image_source = _source

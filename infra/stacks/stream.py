@@ -20,18 +20,15 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from chalicelib.pipeline.stream.settings import StreamSpec
-from infra.constructs.images import image_asset
+from infra.constructs.images import derived_image_asset, image_asset, image_source
 from infra.constructs.roles import acknowledge_wildcards, logical_ref
+from infra.constructs.runner_images import check_runnable
 from infra.constructs.storage import PipelineStorage, acknowledge_bucket_notifications
 from infra.constructs.stream_stage import StageWiring, StreamStageService, make_stage_queues
 
 INBOX_PREFIX = "inbox/"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds chalicelib/
 RUNS_PREFIX = "runs/"
-
-
-class StreamSpecError(ValueError):
-    """A stream spec that cannot be deployed as given (names the stage and the fix)."""
 
 
 class StreamStack(Stack):
@@ -43,7 +40,6 @@ class StreamStack(Stack):
                  force: bool = False, smoke_sample: Path | None = None, retain_data: bool = True,
                  **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        Tags.of(self).add("conveyor:version", version)
         Tags.of(self).add("conveyor:pipeline", spec.name)
         storage = PipelineStorage(self, "Storage", retain=retain_data)
         items = dynamodb.Table(
@@ -75,7 +71,7 @@ class StreamStack(Stack):
                 entry=name in spec.entry_stages, wiring=wiring,
             )
             # from_registry (a digest) grants nothing by itself: the task pulls from the asset repository.
-            self._assets[stage.build].repository.grant_pull(
+            self._assets[image_source(stage)].repository.grant_pull(
                 self.services[name].task_definition.obtain_execution_role())
         self._route_arrivals(spec, storage, queues)
         if smoke_sample is not None:
@@ -112,17 +108,18 @@ class StreamStack(Stack):
 
     def _images(self, spec: StreamSpec, version: str, source_dir: Path, force: bool) -> dict[str, ecs.ContainerImage]:
         """One image asset per build folder (x86_64), pinned by digest through the release guard."""
-        assets: dict[str, ecr_assets.DockerImageAsset] = {}
+        assets: dict[tuple[str, str], ecr_assets.DockerImageAsset] = {}
         for name in spec.pipeline.stage_names:
-            stage = spec.stage(name)
-            if not stage.build or stage.image:
-                # The worker loop runs inside the stage's image (python -m chalicelib.aws.stream_worker),
-                # which only a `build:` image made from this repository contains.
-                raise StreamSpecError(f"stage {name!r}: a stream stage on AWS needs `build:` (a Dockerfile folder "
-                                      "whose image holds chalicelib); `image:` is not supported for streams yet")
-            if stage.build not in assets:
-                assets[stage.build] = image_asset(self, f"Image{len(assets)}", Path(stage.build), source_dir,
-                                                  version)
+            source = image_source(spec.stage(name))
+            if source in assets:
+                continue
+            # The worker loop runs inside the stage's image (python -m chalicelib.aws.stream_worker): a
+            # `build:` image holds chalicelib; a public `image:` gets it added, as batch stages do.
+            if source[0] == "image":
+                check_runnable(name, source[1])
+                assets[source] = derived_image_asset(self, f"Image{len(assets)}", source[1], source_dir, version)
+            else:
+                assets[source] = image_asset(self, f"Image{len(assets)}", Path(source[1]), source_dir, version)
         index = {build: f"Image{i}" for i, build in enumerate(assets)}
         for asset in assets.values():
             asset.repository.grant(self.deploy_function.role, "ecr:DescribeImages", "ecr:BatchGetImage",
@@ -139,9 +136,9 @@ class StreamStack(Stack):
         self._assets = assets
         images: dict[str, ecs.ContainerImage] = {}
         for name in spec.pipeline.stage_names:
-            build = spec.stage(name).build
-            asset = assets[build]
-            digest = self.release.get_att_string(f"{index[build]}Digest")
+            source = image_source(spec.stage(name))
+            asset = assets[source]
+            digest = self.release.get_att_string(f"{index[source]}Digest")
             images[name] = ecs.ContainerImage.from_registry(f"{asset.repository.repository_uri}@{digest}")
         return images
 

@@ -137,15 +137,30 @@ def test_cfn_lint_finds_nothing_in_the_stream_template(stream_synth: tuple[dict[
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_stream_stage_with_a_registry_image_is_refused_with_the_fix(tmp_path: Path) -> None:
+def test_a_stream_stage_image_without_python_is_refused_with_the_fix(tmp_path: Path) -> None:
     from infra.app import build_app
-    from infra.stacks.stream import StreamSpecError
+    from infra.constructs.runner_images import ImageNotRunnableError
 
-    spec = (DATA / "stream.yaml").read_text().replace("  build: tools\n", "  image: public.ecr.aws/x/y:1\n")
+    spec = (DATA / "stream.yaml").read_text().replace("  build: tools\n", "  image: public.ecr.aws/docker/library/busybox:1\n")
     (tmp_path / "s.yaml").write_text(spec)
-    with synth_environment(tmp_path, region="us-east-1"), pytest.raises(StreamSpecError, match="needs `build:`"):
+    with synth_environment(tmp_path, region="us-east-1"), pytest.raises(ImageNotRunnableError, match="build:"):
         build_app({"conveyor:pipelines": [str(tmp_path / "s.yaml")], "conveyor:nag": "false"},
                   outdir=str(tmp_path / "out"), source_dir=DATA)
+
+
+def test_the_worker_imports_without_the_spec_machinery() -> None:
+    """What a stage's image needs for the worker: chalicelib, boto3 and the standard library."""
+    probe = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'yaml', 'jsonschema', 'rich', 'orjson', 'aws_lambda_powertools', 'chalice'}:\n"
+        "            raise ImportError('not in a stage image: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import chalicelib.aws.stream_worker\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_task_images_are_pinned_by_digest_from_the_release_guard(stream_synth: tuple[dict[str, Any], Path]) -> None:
