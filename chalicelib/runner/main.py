@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from chalicelib.pipeline.errors import PipelineError, RunnerError
 from chalicelib.pipeline.invocation import parse_runner_argv
 from chalicelib.pipeline.manifest import read_item, read_manifest, stage_output_uri
 from chalicelib.pipeline.placeholders import BUILTIN, find_placeholders, substitute
+from chalicelib.runner import tool_process
 from chalicelib.runner.staging import Stager
 
 if TYPE_CHECKING:  # names for annotations only: the runner starts once per job, so it imports little
@@ -148,7 +148,7 @@ def _referenced_stages(args: RunnerArgs) -> list[str]:
 def run_tool(argv: Sequence[str], *, cwd: Path) -> int:
     """Runs the tool without a shell, output streaming to ours; returns its exit code."""
     try:
-        process = subprocess.Popen(list(argv), cwd=cwd)
+        pid = tool_process.start(argv, str(cwd))
     except FileNotFoundError:
         _log(f"error: tool not found: {argv[0]!r}")
         return EXIT_NOT_FOUND
@@ -158,11 +158,14 @@ def run_tool(argv: Sequence[str], *, cwd: Path) -> int:
 
     def forward(signum: int, frame: FrameType | None) -> None:
         del frame
-        process.send_signal(signum)
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # it has just ended; wait() reads how
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = process.wait()
+        code = tool_process.wait(pid)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
