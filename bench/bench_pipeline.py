@@ -178,6 +178,9 @@ def main() -> None:
                 (pipeline_s if name == "pipeline" else by_hand_s).append(seconds)
                 print(f"round {round_no + 1}: {name:8s} {seconds:7.2f} s", flush=True)
         ratio = median(pipeline_s) / median(by_hand_s)
+        # Per-round ratios show how steady the machine was: on a shared one they scatter widely.
+        round_ratios = [round(p / x, 3) for p, x in zip(pipeline_s, by_hand_s)]
+        print(f"per-round ratios: {round_ratios}")
         jobs = 2 * args.items + 1
         print(f"{jobs} jobs ({args.tool} tool): conveyor run {median(pipeline_s):.2f} s, "
               f"xargs -P {args.cores} {median(by_hand_s):.2f} s, ratio {ratio:.2f}x")
@@ -186,6 +189,7 @@ def main() -> None:
             "cores": args.cores, "rounds": args.rounds,
             "conveyor_run_s": pipeline_s, "xargs_s": by_hand_s,
             "median_conveyor_run_s": median(pipeline_s), "median_xargs_s": median(by_hand_s), "ratio": ratio,
+            "round_ratios": round_ratios,
         })
     finally:
         shutil.rmtree(folder, ignore_errors=True)
