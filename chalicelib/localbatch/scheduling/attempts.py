@@ -104,6 +104,9 @@ class AttemptsMixin:
             heapq.heappush(self._timers, (started_at + job.sub.timeout_seconds * 1000, "timeout", key))
         rate = self._reclaim_rate(job.placed_ce)
         if rate > 0 and self.random.random() < rate:
+            # The attempt loses its host whatever its length: one that ends before the drawn
+            # moment still ends as reclaimed (its host was gone before its exit was reported).
+            self.reclaims.add(key)
             delay = self.random.uniform(0.05, self.options.reclaim_window_seconds)
             heapq.heappush(self._timers, (started_at + int(delay * 1000), "reclaim", key))
 
@@ -176,6 +179,8 @@ class AttemptsMixin:
         now = self.now()
         while self._timers and self._timers[0][0] <= now:
             _, kind, key = heapq.heappop(self._timers)
+            if kind == "reclaim":
+                self.reclaims.discard(key)
             if kind == "blocked":
                 self._expire_blocked(key)
                 continue
@@ -192,6 +197,8 @@ class AttemptsMixin:
         if job is None and self._withdrawn(info):
             return
         successor = self.armed.pop(info.attempt_key, None)
+        doomed = info.attempt_key in self.reclaims
+        self.reclaims.discard(info.attempt_key)
         if job is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
             self.running.pop(info.attempt_key, None)
             if successor is not None:
@@ -200,6 +207,8 @@ class AttemptsMixin:
         if job.status is JobStatus.STARTING and info.started:
             self._mark_running(job, info.attempt_key, self.now())  # exited before its launch was noted
         del self.running[info.attempt_key]
+        if doomed and job.stop_cause is None and info.started:
+            job.stop_cause = "reclaim"
         cause = job.stop_cause
         self._release(job, succeeded=cause is None and info.started and info.exit_code == 0)
         if job.log_stream and self.log_pool is not None:

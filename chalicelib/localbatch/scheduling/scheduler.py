@@ -89,6 +89,7 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         self.exits: deque[ExitInfo] = deque()
         self._runnable: dict[str, list[tuple[int, int, str]]] = {}
         self._timers: list[tuple[int, str, str]] = []  # (due ms, kind, attempt key)
+        self.reclaims: set[str] = set()  # attempt keys drawn to lose their host (attempts.py)
         self._dirty: dict[str, Job] = {}
         self._events: list[tuple[str, int, str]] = []
         self._launches: list[Job] = []
@@ -218,10 +219,7 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         return batch
 
     def write_batch(self, batch: Batch) -> None:
-        with self.store.transaction():
-            if batch.rows:
-                self.store.upsert_job_rows(batch.rows)
-            last_seq = self.store.append_events(batch.events) if batch.events else 0
+        last_seq = self.store.write_changes(batch.rows, batch.events)
         if batch.events:
             self.on_commit(last_seq, batch.events)
 
