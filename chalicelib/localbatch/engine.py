@@ -221,10 +221,11 @@ class Engine:
             except Exception as err:
                 failures += 1
                 if failures >= MAX_TICK_FAILURES:
-                    raise RuntimeError(f"{failures} scheduler ticks failed in a row; last: {err}") from err
+                    raise RuntimeError(f"{failures} scheduler ticks failed in a row; last: {type(err).__name__}: {err}") from err
                 if failures == 1:
                     logger.exception("scheduler tick failed")
                 self._stopping.wait(0.01 * failures)  # no busy loop filling the log with one fault
+                self._wake.set()  # retried at once: a fault that persists trips the watchdog in ~2 s
 
     def _loop_once(self) -> None:
         scheduler = self.scheduler
