@@ -88,7 +88,7 @@ class ControlMixin:
             job.status = JobStatus.RUNNING
             job.instance_id = job.instance_id or "i-" + hex_id(17)
             job.log_stream = self.log_stream_for(job, job.attempt_number)
-            job.started_at = job.started_at or self.now()
+            job.started_at = self._unrecorded_start(job)
             jobs.append(job)
             recorded.add(job.job_id)
         for job in jobs:
@@ -102,6 +102,17 @@ class ControlMixin:
             if job.stop_cause is None:
                 job.stop_cause = "reclaim"
             self._end_attempt(ExitInfo(key, None, None, True))
+
+    def _unrecorded_start(self, job: Job) -> int:
+        """When an attempt whose start never reached the store began: its log file was created (or
+        renamed into place) just before its process started. job.started_at is the previous
+        attempt's, so using it would make the two attempts overlap in the job's history."""
+        previous_end = job.attempts[-1]["stoppedAt"] if job.attempts else 0
+        try:
+            created = int(os.stat(self.log_path(job.log_stream or "")).st_ctime * 1000)
+        except OSError:
+            created = self.now()
+        return min(max(created, previous_end), self.now())
 
     # -- loading ----------------------------------------------------------------------------------
     def requeue(self, job: Job) -> None:
