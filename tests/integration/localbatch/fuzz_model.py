@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 MODEL = botocore.session.get_session().get_service_model("batch")
 OPERATION_NAMES = sorted(MODEL.operation_names)
-# Examples per operation: a quick pass in `make test`; `make fuzz-soak` raises it.
+# Examples per operation: a quick pass in `make test`; `make soak` raises it.
 EXAMPLES = int(os.environ.get("CONVEYOR_FUZZ_EXAMPLES", "20"))
 MAX_DEPTH = 6
 

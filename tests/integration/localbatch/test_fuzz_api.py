@@ -4,7 +4,7 @@ Every operation the model names (the engine serves 19; the rest must be refused 
 member of its input: after each case the answer is JSON, no 5xx, no traceback in the log and the
 watchdog has nothing to report; after each operation's run a normal job still runs to SUCCEEDED.
 Fuzz cases are signed so they reach validation; the refusals have their own cases below.
-`CONVEYOR_FUZZ_EXAMPLES` sets the examples per operation (`make fuzz-soak` runs many more).
+`CONVEYOR_FUZZ_EXAMPLES` sets the examples per operation (`make soak` runs many more).
 """
 
 from __future__ import annotations

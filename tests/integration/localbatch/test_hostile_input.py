@@ -237,3 +237,20 @@ def test_8_clients_that_hang_up_leave_no_traceback(engine: LiveEngine, capfd: py
     out, err = capfd.readouterr()
     assert "Traceback" not in err + out
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_6_internal_callers_report_a_refusal(engine: LiveEngine) -> None:
+    """The CLI's reader (`conveyor jobs/logs/events --endpoint-url`) says the engine refused it;
+    it never takes a 403 for "no feed here" and falls back."""
+    from chalicelib.local.engine_reader import EngineRefused, HttpReader
+    from chalicelib.localbatch.rest import BatchHttpServer
+
+    server = BatchHttpServer(engine.engine, "0.0.0.0", 0).start()  # reachable as 127.0.0.2: a foreign Host
+    try:
+        reader = HttpReader(f"http://127.0.0.2:{server.port}")
+        for read in (lambda: reader.jobs(None, 10), lambda: reader.events(0, 0, None), lambda: reader.log("x", None)):
+            with pytest.raises(EngineRefused, match="refused the request: Host"):
+                read()
+        assert HttpReader(f"http://127.0.0.1:{server.port}").jobs("SUCCEEDED", 5) is not None
+    finally:
+        server.stop()
