@@ -132,10 +132,11 @@ def _route(operation: str, body: Any) -> tuple[str, str, Any]:
     path, method = http["requestUri"], http["method"]
     if "{resourceArn}" in path:
         arn = body.pop("resourceArn", "") if isinstance(body, dict) else ""
-        path = path.replace("{resourceArn}", quote(str(arn), safe=""))
+        # surrogatepass: a lone surrogate travels as the (invalid UTF-8) bytes a hostile client would send
+        path = path.replace("{resourceArn}", quote(str(arn), safe="", errors="surrogatepass"))
         keys = body.pop("tagKeys", None) if isinstance(body, dict) else None
         if isinstance(keys, list):
-            path += "?" + urlencode([("tagKeys", str(k)) for k in keys])
+            path += "?" + urlencode([("tagKeys", str(k)) for k in keys], errors="surrogatepass")
     return method, path, body
 
 
