@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import urllib.request
 from typing import Any
 
