@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -227,7 +228,6 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-answer is no engine fault: no traceback for it."""
-        import sys
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionError, TimeoutError)):
             logger.debug("client %s went away: %s", client_address, error)
