@@ -57,9 +57,11 @@ class Submitter(threading.Thread):
             elif roll < 0.35 and self.accepted:
                 kwargs["dependsOn"] = [{"jobId": self.rng.choice(self.accepted[-20:])["jobId"]}]
             try:
-                job_id = self.batch.submit_job(**kwargs)["jobId"]
+                job_id = self.batch.submit_job(**kwargs).get("jobId")
             except (BotoCoreError, ClientError, OSError):
                 return  # the engine was killed
+            if job_id is None:
+                return  # killed mid-answer: headers out, body cut off; no id reached the client
             self.accepted.append({"jobId": job_id, **kwargs})
             time.sleep(self.rng.uniform(0.0, 0.06))
 
