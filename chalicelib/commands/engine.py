@@ -128,7 +128,7 @@ def serve_command(args: argparse.Namespace) -> int:
     print(f"conveyor engine serving the AWS Batch API on {server.url} (data: {engine.data_dir}; "
           f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs)", flush=True)
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.5) and not engine.failed.is_set():
             pass
     except KeyboardInterrupt:
         pass
@@ -137,6 +137,9 @@ def serve_command(args: argparse.Namespace) -> int:
         inbox_thread.join(timeout=5)
     server.stop()
     engine.stop()
+    if engine.failure is not None:  # the watchdog: never go on answering with a dead scheduler
+        print(f"error: the engine failed: {engine.failure}", file=sys.stderr)
+        return 70
     return 0
 
 

@@ -244,10 +244,7 @@ class Scheduler:
         return batch
 
     def write_batch(self, batch: Batch) -> None:
-        with self.store.transaction():
-            if batch.rows:
-                self.store.upsert_job_rows(batch.rows)
-            last_seq = self.store.append_events(batch.events) if batch.events else 0
+        last_seq = self.store.write_changes(batch.rows, batch.events)
         if batch.events:
             self.on_commit(last_seq, batch.events)
 
