@@ -326,6 +326,8 @@ class ProcessExecutor(MemoryLimitMixin):
         # Only when a kill for memory is what ended it; a leader that exited on its own
         # just before our kill keeps its own exit status.
         reason = OOM_REASON if kernel_oom or (attempt.oom and code == 128 + signal.SIGKILL) else None
+        if kernel_oom:  # the kernel killed a process at the limit: the attempt was killed for memory
+            code = 128 + signal.SIGKILL
         self._deliver(ExitInfo(attempt.key, exit_code=code if code >= 0 else None, reason=reason, started=True))
 
     def _deliver(self, info: ExitInfo) -> None:

@@ -50,6 +50,7 @@ from chalicelib.localbatch.execution.executor import (
 from chalicelib.localbatch.execution.spawn import (
     START_ERROR,
     ExecutableCache,
+    describe_start_error,
 )
 from chalicelib.localbatch.execution.spawner_build import last_error, spawner_path
 from chalicelib.localbatch.execution.spawner_link import (
@@ -346,7 +347,10 @@ class SpawnerExecutor(MemoryLimitMixin):
             attempt = self._forget(ident)
             if attempt is not None:
                 oom = attempt.oom or attempt.kernel_oom
-                exits.append(ExitInfo(attempt.key, exit_code=int(value),
+                # The kernel killed a process at the limit: the attempt was killed for memory,
+                # even if its main process outlived that process by a moment.
+                code = 128 + signal.SIGKILL if attempt.kernel_oom else int(value)
+                exits.append(ExitInfo(attempt.key, exit_code=code,
                                       reason=OOM_REASON if oom else None, started=True))
         else:
             logger.warning("unknown conveyor-spawner event %d", kind)
