@@ -81,7 +81,7 @@ class TaskEndpoints:
         endpoints = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 status, body = endpoints.answer(self.path)
                 raw = json.dumps(body).encode()
                 self.send_response(status)

@@ -150,4 +150,5 @@ def test_batch_kill_ends_a_running_step(tmp_path: Path, engine_url: str, s3_url:
             run.kill()
     assert not batch.list_jobs(jobQueue="default", jobStatus="RUNNING")["jobSummaryList"]
     failed = batch.list_jobs(jobQueue="default", jobStatus="FAILED")["jobSummaryList"]
-    assert failed and all("sleepy" in job["jobName"].lower() or job["jobName"] for job in failed)
+    details = batch.describe_jobs(jobs=[job["jobId"] for job in failed])["jobs"]
+    assert any(detail["statusReason"] == "Metaflow initiated job termination." for detail in details), details
