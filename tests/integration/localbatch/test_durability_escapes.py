@@ -87,3 +87,37 @@ def test_no_process_of_an_earlier_attempt_survives_a_restart(serve, tmp_path: Pa
                     os.kill(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
+
+
+@pytest.mark.parametrize("kind", ["process", "spawner"])
+def test_a_later_executor_ends_an_earlier_ones_hidden_processes(tmp_path: Path, kind: str) -> None:
+    """The same check in process for both executors: a second executor with the engine's token
+    (as after a restart) ends the first one's attempts, which have hidden as above."""
+    from chalicelib.localbatch.execution.executor import LaunchRequest, ProcessExecutor
+    from chalicelib.localbatch.execution.spawner_executor import SpawnerExecutor
+
+    make = ProcessExecutor if kind == "process" else SpawnerExecutor
+    token = f"escape-{os.getpid()}-{kind}"
+    first, marks = make(token), tmp_path / "marks"
+    marks.mkdir()
+    first.set_exit_callback(lambda info: None)
+    for name, script in ESCAPES.items():
+        first.launch(LaunchRequest(attempt_key=f"{name}#1", argv=("sh", "-c", script),
+                                   env={"MARKS": str(marks), "AWS_BATCH_JOB_ID": name, "AWS_BATCH_JOB_ATTEMPT": "1"},
+                                   workdir=str(tmp_path / name), log_path=str(tmp_path / f"{name}.log"),
+                                   memory_mib=64))
+    expected = {"env-i": 1, "setsid": 3, "double-fork": 2, "daemon-env-i": 2}
+    for name, count in expected.items():
+        wait_until(lambda: len(_pids(marks / f"{name}-1.pids")) >= count, deadline=30,  # noqa: B023
+                   what=f"{name}'s processes")
+    pids = [pid for name in ESCAPES for pid in _pids(marks / f"{name}-1.pids")]
+    second = make(token)
+    try:
+        killed = second.kill_orphans()
+        assert set(killed) == {f"{name}#1" for name in ESCAPES}
+        assert not [pid for pid in pids if pid_alive(pid)]
+    finally:
+        second.close()
+        first.close()
+        for pid in pids:
+            kill_group_quietly(pid)
