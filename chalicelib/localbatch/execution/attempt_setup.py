@@ -100,14 +100,21 @@ class AttemptSetup:
         if self.cgroups is None or paths is None:
             return False
         oom = self.cgroups.oom_killed(paths)
-        self._unremoved = [left for left in self._unremoved if not self.cgroups.remove(left)]
-        if not self.cgroups.remove(paths):
+        if self._unremoved:
+            self._unremoved = [left for left in self._unremoved if not self.cgroups.remove(left)]
+        if not self.cgroups.remove(paths, oom=oom):
             self._unremoved.append(paths)  # its last processes are still dying: removed later
         return oom
 
     def abandon(self, attempt_key: str, paths: CgroupPaths | None) -> None:
         """A launch that never started: drop what prepare made."""
         self.finish(attempt_key, paths)
+
+    def close(self) -> None:
+        """The executor closed (its attempts were ended): cgroups it no longer needs go."""
+        if self.cgroups is not None:
+            self._unremoved = [left for left in self._unremoved if not self.cgroups.remove(left, wait=1.0)]
+            self.cgroups.close()
 
     def kill(self, paths: CgroupPaths | None) -> None:
         """SIGKILLs every process of the attempt (a no-op without cgroups)."""
@@ -160,6 +167,7 @@ class AttemptSetup:
             if not self.cgroups.remove(paths, wait=ORPHAN_WAIT_SECONDS):
                 logger.warning("processes of attempt %s still alive after cgroup.kill: %s",
                                key, self.cgroups.members(paths))
+        self.cgroups.drop_unused_memory_cgroups()
         return killed
 
 

@@ -286,6 +286,7 @@ class ProcessExecutor(MemoryLimitMixin):
         self._memory_pending.set()
         self._reaper.close()
         os.close(self._devnull)
+        self._setup.close()
         if self._memory_thread is not None:
             self._memory_thread.join(2.0)
 

@@ -267,6 +267,7 @@ class SpawnerExecutor(MemoryLimitMixin):
         self._memory_pending.set()
         if self._memory_thread is not None:
             self._memory_thread.join(2.0)
+        self._setup.close()
 
     # -- the spawner process -------------------------------------------------
 
