@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Stack, Tags, Validations
+from aws_cdk import ArnFormat, CfnOutput, Stack, Tags
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
@@ -20,7 +20,7 @@ from infra.constructs.job_definitions import JobDefinitions
 from infra.constructs.roles import PipelineRoles, acknowledge_wildcards
 from infra.constructs.rules import PipelineRules
 from infra.constructs.state_machine import AslStateMachine
-from infra.constructs.storage import RUNS_INDEX, PipelineStorage
+from infra.constructs.storage import RUNS_INDEX, PipelineStorage, acknowledge_bucket_notifications
 
 TABLE_ACTIONS = [
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
@@ -108,18 +108,14 @@ class PipelineStack(Stack):
             force=force,
             release_function_arn=functions.functions["release"].function_arn,
             release_role=roles.release,
+            # The function and its role with the role's policy (ECR grants included).
+            release_dependencies=[functions.app.get_resource("Release"), roles.release],
             context_root=source_dir,
         )
         job_defs = JobDefinitions(self, "JobDefinitions", spec=spec, images=images.by_stage, job_role=roles.job,
                                   version=version)
         functions.set_environment("tasks", env.ENV_JOB_DEFINITIONS, json_env(job_defs.names))
         functions.set_environment("tracker", env.ENV_JOB_DEFINITIONS, json_env(job_defs.names))
-        if images.release is not None:
-            # Stages with built images already depend on the guard through their digest;
-            # the others must wait for it too, so a refused release changes nothing.
-            for stage_name, resource in job_defs.resources.items():
-                if not spec.stage(stage_name).build or spec.stage(stage_name).image:
-                    resource.node.add_dependency(images.release)
         definition_prefix = self.format_arn(
             service="batch", resource="job-definition", resource_name=f"conveyor-{spec.name}-",
         )
@@ -153,12 +149,15 @@ class PipelineStack(Stack):
             self,
             "Rules",
             functions=functions.functions,
+            function_names=functions.function_names,
+            runtime_role=roles.runtime,
             bucket_name=storage.bucket.bucket_name,
             inbox_prefix=INBOX_PREFIX,
             job_definition_prefix=definition_prefix,
             job_queue_arns=list(queue_arns.values()),
             state_machine_arn=sm_arn,
             schedule=spec.trigger.schedule,
+            trigger_mode=spec.trigger.mode,
         )
         self.storage = storage
         self.state_machine = machine.state_machine
@@ -169,21 +168,7 @@ class PipelineStack(Stack):
         CfnOutput(self, "TableName", value=storage.table.table_name)
 
     def _acknowledge_bucket_notifications(self) -> None:
-        # CDK's singleton Lambda that turns on the bucket's EventBridge notifications
-        # (a CloudFormation gap); it runs at deploy time only.
-        for child in self.node.children:
-            if child.node.id.startswith("BucketNotificationsHandler"):
-                Validations.of(child).acknowledge(
-                    Acknowledgment(
-                        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                        "AWSLambdaBasicExecutionRole]",
-                        reason="CDK's own deploy-time handler that enables EventBridge on the bucket; it only logs.",
-                    ),
-                    Acknowledgment(
-                        id="AwsSolutions-IAM5[Resource::*]",
-                        reason="s3:PutBucketNotification as CDK's bucket-notification handler defines it.",
-                    ),
-                )
+        acknowledge_bucket_notifications(self)
 
     def _grant_states(self, role: iam.Role, sm_arn: str, sm_name: str) -> None:
         execution_arns = self.format_arn(
