@@ -154,3 +154,31 @@ def test_a_job_really_over_its_memory_is_killed_for_it(engine: Engine) -> None:
     detail = _run(engine, "hog", ["python", "-c", HOG], memory=200, status="FAILED")
     assert detail["container"]["reason"] == OOM_REASON
     assert detail["container"]["exitCode"] == 137
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A one-module wheel made by hand (no network, no build backend)."""
+    import zipfile
+
+    wheel = folder / "conveyor_pip_probe-1.0-py3-none-any.whl"
+    files = {"conveyor_pip_probe.py": "VALUE = 42\n",
+             "conveyor_pip_probe-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: conveyor-pip-probe\nVersion: 1.0\n",
+             "conveyor_pip_probe-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{name},,\n" for name in files) + "conveyor_pip_probe-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in {**files, "conveyor_pip_probe-1.0.dist-info/RECORD": record}.items():
+            archive.writestr(name, text)
+    return wheel
+
+
+def test_pip_install_in_a_job_never_touches_the_engines_installation(engine: Engine, tmp_path: Path) -> None:
+    import site
+
+    wheel = _tiny_wheel(tmp_path)
+    script = (f"python -m pip install -q --no-index --disable-pip-version-check {wheel} && "
+              "python -c 'import conveyor_pip_probe, sys; print(conveyor_pip_probe.__file__)'")
+    detail = _run(engine, "pip", ["sh", "-c", script], memory=512)
+    installed = Path(detail["log"].strip().splitlines()[-1])
+    assert installed.is_relative_to(engine.data_dir / "runtime")  # the image's runtime folder
+    for folder in site.getsitepackages():
+        assert not (Path(folder) / "conveyor_pip_probe.py").exists()
