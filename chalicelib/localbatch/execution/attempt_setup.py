@@ -134,7 +134,7 @@ class AttemptSetup:
         by_group: dict[int, Any] = {}
         for pid, attempt in limited.items():
             paths = getattr(attempt, "cgroups", None)
-            if self.cgroups is not None and paths is not None:
+            if self.cgroups is not None and paths is not None and paths.memory is not None:
                 if self.cgroups.oom_killed(paths):
                     over.append((attempt, self.cgroups.memory_used(paths)))
             else:
