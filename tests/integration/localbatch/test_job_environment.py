@@ -182,3 +182,23 @@ def test_pip_install_in_a_job_never_touches_the_engines_installation(engine: Eng
     assert installed.is_relative_to(engine.data_dir / "runtime")  # the image's runtime folder
     for folder in site.getsitepackages():
         assert not (Path(folder) / "conveyor_pip_probe.py").exists()
+
+
+@pytest.mark.parametrize("script, limit, killed", [(SHARED, 400, False), (HOG, 200, True)])
+def test_without_cgroups_memory_is_proportional_set_sizes(tmp_path: Path, script: str, limit: int,
+                                                          killed: bool) -> None:
+    import queue
+
+    from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest, ProcessExecutor
+
+    executor = ProcessExecutor("pss-test-token", use_cgroups=False)
+    exits: queue.SimpleQueue[ExitInfo] = queue.SimpleQueue()
+    executor.set_exit_callback(exits.put)
+    try:
+        assert "proportional set size" in executor.describe()
+        executor.launch(LaunchRequest(attempt_key="pss#1", argv=("python", "-c", script), env={},
+                                      workdir=str(tmp_path / "w"), log_path=str(tmp_path / "l.log"), memory_mib=limit))
+        info = exits.get(timeout=60)
+    finally:
+        executor.close()
+    assert (info.reason == OOM_REASON) is killed, (info, (tmp_path / "l.log").read_text())
