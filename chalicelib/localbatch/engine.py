@@ -25,9 +25,11 @@ from typing import Any
 from chalicelib.localbatch import arns, wire
 from chalicelib.localbatch.api.operations import BatchService
 from chalicelib.localbatch.clock import Clock, SystemClock
+from chalicelib.localbatch.execution.container_env import ContainerEnvironment, ContainerOptions, JobFacts
 from chalicelib.localbatch.execution.executor import ExitInfo
 from chalicelib.localbatch.execution.factory import make_executor
 from chalicelib.localbatch.execution.logpool import LogPool
+from chalicelib.localbatch.execution.task_endpoints import TaskEndpoints
 from chalicelib.localbatch.model import ComputeEnvironment, JobQueue
 from chalicelib.localbatch.scheduling.capacity import HostCapacity
 from chalicelib.localbatch.scheduling.loader import load_state
@@ -51,13 +53,20 @@ class Engine:
 
     def __init__(self, data_dir: str | Path, *, host: HostCapacity | None = None,
                  options: EngineOptions | None = None, executor: Any = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, container: ContainerOptions | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host or HostCapacity.detect()
         self.store = Store(self.data_dir / "state.sqlite3")
         self.token = self._engine_token()
-        self.executor = executor if executor is not None else make_executor(self.token, "auto")
+        self.endpoints: TaskEndpoints | None = None
+        if executor is None:
+            options_ = container or ContainerOptions()
+            self.endpoints = TaskEndpoints(options_.credentials, options_.region)
+            self.container = ContainerEnvironment(options_, str(self.data_dir / "runtime"), self.endpoints)
+            self.container.lookup = self._job_facts
+            executor = make_executor(self.token, "auto", self.container)
+        self.executor = executor
         self.lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -107,6 +116,19 @@ class Engine:
             token = uuid.uuid4().hex
             self.store.set_meta("engine_token", token)
         return token
+
+    def _job_facts(self, job_id: str) -> JobFacts | None:
+        """What a job's container is told about it (read from the scheduler's table, no lock:
+        one dict read of an entry only the scheduler thread replaces)."""
+        job = self.scheduler.jobs.get(job_id)
+        if job is None:
+            return None
+        sub = job.sub
+        ce = self.scheduler.ces.get(job.placed_ce or "")
+        kind = str((ce.compute_resources or {}).get("type", "")) if ce is not None else ""
+        return JobFacts(job_id=job_id, job_name=sub.name, queue=sub.queue, compute_environment=job.placed_ce or "",
+                        fargate=kind.startswith("FARGATE"), job_role_arn=sub.container.get("jobRoleArn"),
+                        log_stream=job.log_stream or "", array_size=sub.array_size)
 
     def _ensure_defaults(self) -> None:
         """A fresh data dir gets compute environment `local` (this host) and queue `default`."""
@@ -159,6 +181,8 @@ class Engine:
         for thread in self._threads:
             thread.join(timeout=10)
         self.executor.close()
+        if self.endpoints is not None:
+            self.endpoints.close()
         self.sqs.close()
         self.store.close()
 
