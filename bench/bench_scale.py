@@ -68,6 +68,16 @@ def tracked_ended(run_dir: Path) -> int | None:
                   RUN_ID)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _drain(fd: int, seen: list[int]) -> None:
     """Reads the progress display off the pseudo-terminal (a terminal nobody reads would block it)."""
     while True:
@@ -80,7 +90,7 @@ def _drain(fd: int, seen: list[int]) -> None:
         seen[0] += len(data)
 
 
-def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float) -> dict[str, object]:
+def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float, jobs: int) -> dict[str, object]:
     run_dir = folder / "run-state"
     pids: list[int] = []
     with served_engine(pids, vcpus=cores) as (url, engine_dir):
@@ -98,9 +108,10 @@ def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float) -> dict[
         samples: list[dict[str, float | int | None]] = []
         peak_engine = peak_run = 0.0
         last_engine_end: float | None = None
-        expected = None
+        engine_cpu = run_cpu = 0.0
         while proc.poll() is None:
             peak_engine = max(peak_engine, rss_mib(engine_pid))
+            engine_cpu, run_cpu = cpu_seconds(engine_pid), cpu_seconds(proc.pid) or run_cpu
             try:
                 peak_run = max(peak_run, rss_mib(proc.pid))
             except OSError:
@@ -109,9 +120,7 @@ def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float) -> dict[
             now = time.perf_counter() - started
             samples.append({"t": round(now, 2), "engine_ended": ended, "tracked_ended": tracked,
                             "engine_rss_mib": round(rss_mib(engine_pid), 1)})
-            expected = expected or _count(run_dir / "runs.sqlite3", "SELECT count(*) FROM items WHERE run_id = ?",
-                                          RUN_ID)
-            if last_engine_end is None and expected and ended is not None and ended >= expected:
+            if last_engine_end is None and ended is not None and ended >= jobs:
                 last_engine_end = now
             time.sleep(sample_s)
         elapsed = time.perf_counter() - started
@@ -125,7 +134,8 @@ def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float) -> dict[
     return {"seconds": elapsed, "peak_engine_rss_mib": peak_engine, "peak_run_rss_mib": peak_run,
             "tail_after_last_job_s": None if last_engine_end is None else elapsed - last_engine_end,
             "backlog_max": max(backlogs, default=None), "backlog_samples": backlogs,
-            "progress_bytes_drawn": drawn[0], "samples": samples}
+            "progress_bytes_drawn": drawn[0], "engine_cpu_s": engine_cpu, "run_cpu_s": run_cpu,
+            "samples": samples}
 
 
 def _halves_trend(values: list[int]) -> str:
@@ -151,11 +161,11 @@ def main() -> None:
         items = make_inputs(folder, args.items)
         spec = write_spec(folder, items, ["true"])
         load_before = os.getloadavg()
-        pipeline = run_pipeline(folder, spec, args.cores, args.sample)
+        jobs = 2 * args.items + 1
+        pipeline = run_pipeline(folder, spec, args.cores, args.sample, jobs)
         print(f"conveyor run: {pipeline['seconds']:.1f} s", flush=True)
         by_hand = run_by_hand(folder, items, ["true"], args.cores, 0)
         load_after = os.getloadavg()
-        jobs = 2 * args.items + 1
         ratio = float(pipeline["seconds"]) / by_hand  # type: ignore[arg-type]
         trend = _halves_trend(pipeline["backlog_samples"])  # type: ignore[arg-type]
         print(f"{jobs} jobs (true tool): conveyor run {pipeline['seconds']:.1f} s "
@@ -164,6 +174,8 @@ def main() -> None:
         print(f"peak RSS: engine {pipeline['peak_engine_rss_mib']:.0f} MiB, conveyor run "
               f"{pipeline['peak_run_rss_mib']:.0f} MiB; tracker backlog max {pipeline['backlog_max']} ({trend}); "
               f"run returned {pipeline['tail_after_last_job_s']} s after the engine ended the last job")
+        print(f"CPU: engine {pipeline['engine_cpu_s']:.1f} s, conveyor run (tracker + progress) "
+              f"{pipeline['run_cpu_s']:.1f} s")
         print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
         write_result("scale", {"items": args.items, "jobs": jobs, "tool": "true", "cores": args.cores,
                                "load_before": load_before, "load_after": load_after,
