@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class AttemptCgroups:
         self._free_memory: list[str] = []
         self._limits: dict[str, int] = {}  # pooled memory cgroup -> the limit last written to it
         self._pool_seq = 0
+        # Unique to this instance: two executors of one token in one process (tests, a restart in
+        # process) must never hand the same pooled memory cgroup to two attempts at once.
+        self._pool_tag = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._lock = threading.Lock()
         for base in {self.tracking_base, self.memory_base} - {None}:
             os.makedirs(base, exist_ok=True)  # type: ignore[arg-type]
@@ -101,6 +105,7 @@ class AttemptCgroups:
         one limit, and each cgroupfs write costs ~0.05 ms here)."""
         limit = memory_limit if memory_limit > 0 else -1
         if self._limits.get(memory) == limit:
+            os.stat(memory)  # still there (OSError if another engine of this token dropped it)
             return
         _write(f"{memory}/memory.limit_in_bytes", str(limit))
         self._limits[memory] = limit
@@ -115,7 +120,7 @@ class AttemptCgroups:
                 return self._free_memory.pop()
             self._pool_seq += 1
             seq = self._pool_seq
-        return self._make(str(self.memory_base), f"pool-{os.getpid()}-{seq}")
+        return self._make(str(self.memory_base), f"pool-{self._pool_tag}-{seq}")
 
     @staticmethod
     def _make(base: str, attempt_key: str) -> str:

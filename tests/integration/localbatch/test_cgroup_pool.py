@@ -50,3 +50,28 @@ def test_a_memory_cgroup_oom_killed_in_leaves_the_pool(
     assert fresh.memory != first.memory
     assert _limit(fresh) == 64 * MIB
     assert pooled.remove(fresh)
+
+
+def test_two_executors_of_one_token_never_share_or_lose_a_pooled_cgroup() -> None:
+    token = secrets.token_hex(8)
+    first, why = cgroups_mod.detect(token)
+    second, _ = cgroups_mod.detect(token)
+    if first is None or second is None or first.memory_base in (None, first.tracking_base):
+        pytest.skip(f"no pooled v1 memory cgroups here: {why}")
+    try:
+        a = first.create("job-a", 64 * MIB)
+        b = second.create("job-b", 64 * MIB)
+        assert a.memory != b.memory  # each instance pools its own
+        assert first.remove(a) and second.remove(b)
+        first.close()  # drops its pool (and the folders, if empty)
+        again = second.create("job-c", 64 * MIB)  # the limit is cached: the cgroup must still exist
+        assert again.memory is not None
+        assert _limit(again) == 64 * MIB
+        assert second.remove(again)
+        cgroups_mod.AttemptCgroups.drop_unused_memory_cgroups(second)  # as another engine's start would
+        after_drop = second.create("job-d", 64 * MIB)
+        assert _limit(after_drop) == 64 * MIB
+        assert second.remove(after_drop)
+    finally:
+        first.close()
+        second.close()
