@@ -35,6 +35,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--seed", type=int, help="seed for Spot reclaims, for repeatable runs")
     serve.add_argument("--inbox", help="start a pipeline run for each manifest dropped into this folder")
     serve.add_argument("--spec", help="pipeline spec the --inbox runs use")
+    serve.add_argument("--specs", help="folder of pipeline specs the console (/console) offers to start")
     serve.set_defaults(handler=serve_command)
 
     jobs = commands.add_parser("jobs", help="list jobs of the embedded engine")
@@ -80,6 +81,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from chalicelib.console.mount import console_mounts
     from chalicelib.localbatch.engine import Engine
     from chalicelib.localbatch.rest import BatchHttpServer
     from chalicelib.localbatch.scheduling.capacity import HostCapacity
@@ -100,6 +102,9 @@ def serve_command(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.specs and not os.path.isdir(args.specs):
+        print(f"error: --specs {args.specs}: not a folder", file=sys.stderr)
+        return 2
     if args.inbox and not args.spec:
         print("error: --inbox needs --spec (the pipeline the dropped manifests run)", file=sys.stderr)
         return 2
@@ -116,8 +121,9 @@ def serve_command(args: argparse.Namespace) -> int:
     except StoreError as err:
         print(f"error: --data-dir {args.data_dir}: {err}", file=sys.stderr)
         return 2
+    mounts, console = console_mounts(engine, args.specs)
     try:
-        server = BatchHttpServer(engine, args.host, args.port).start()
+        server = BatchHttpServer(engine, args.host, args.port, mounts=mounts).start()
     except OSError as err:
         engine.stop()
         print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
@@ -127,6 +133,7 @@ def serve_command(args: argparse.Namespace) -> int:
     inbox_thread = _start_inbox(args, engine, server.url, stop) if args.inbox else None
     print(f"conveyor engine serving the AWS Batch API on {server.url} (data: {engine.data_dir}; "
           f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs)", flush=True)
+    print(f"console: {server.url}/console", flush=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -136,6 +143,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if inbox_thread is not None:
         inbox_thread.join(timeout=5)
     server.stop()
+    console.close()
     engine.stop()
     return 0
 

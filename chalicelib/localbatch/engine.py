@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import shutil
 import threading
 import time
@@ -52,6 +53,8 @@ class Engine:
         self.host = host or HostCapacity.detect()
         self.store = Store(self.data_dir / "state.sqlite3")
         self.token = self._engine_token()
+        # Handed only to the console page; its state-changing requests carry it (new each start).
+        self.console_token = secrets.token_urlsafe(32)
         self.executor = executor if executor is not None else make_executor(self.token, "auto")
         self.lock = threading.RLock()
         self._wake = threading.Event()

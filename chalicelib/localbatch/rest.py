@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -32,6 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "conveyor-localbatch"
     engine: Engine
+    mounts: tuple[tuple[str, Callable[[BaseHTTPRequestHandler], None]], ...] = ()
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -49,6 +51,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_DELETE
 
     def _handle(self) -> None:
+        mount = next((serve for prefix, serve in self.mounts if self.path.startswith(prefix)), None)
+        if mount is not None:  # a handler the composition root mounted (the console): it answers itself
+            mount(self)
+            return
         try:
             status, payload, content_type = self._route()
         except BatchApiError as err:
@@ -180,8 +186,10 @@ class _Handler(BaseHTTPRequestHandler):
 class BatchHttpServer:
     """Serves an engine on host:port in background threads."""
 
-    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("Handler", (_Handler,), {"engine": engine})
+    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0,
+                 mounts: dict[str, Callable[[BaseHTTPRequestHandler], None]] | None = None) -> None:
+        """``mounts``: path prefix -> a handler that answers those requests itself (e.g. the console)."""
+        handler = type("Handler", (_Handler,), {"engine": engine, "mounts": tuple((mounts or {}).items())})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="localbatch-http", daemon=True)
