@@ -177,3 +177,11 @@ def test_serve_offers_the_specs_folder_and_prints_the_console_url(tmp_path: Path
     bad = subprocess.run([sys.executable, "-m", "chalicelib.cli", "serve", "--specs", str(tmp_path / "missing"),
                           "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--specs" in bad.stderr
+
+
+def test_a_missing_browser_fails_with_the_command_that_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.e2e import console_harness
+
+    monkeypatch.setattr(console_harness, "CHROMIUM", "/nonexistent/chromium")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        console_harness.require_chromium()
