@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.console.backend import ConsoleBackend
 from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import PipelineError
-from chalicelib.pipeline.manifest import read_manifest
+from chalicelib.pipeline.manifest import read_item
 from chalicelib.pipeline.records import RunRecord, StageRecord
 
 FAILURES_SHOWN = 50
@@ -51,14 +51,15 @@ def _edges(run: RunRecord) -> dict[str, list[str]]:
     return {str(s.get("name")): [str(a) for a in s.get("after", []) or []] for s in stages if isinstance(s, dict)}
 
 
-def _item_keys(run: RunRecord) -> list[str]:
+def _item_key(run: RunRecord, index: int) -> str:
+    """An item's key, read from the run's manifest by offset (two range reads, not the whole manifest)."""
     manifest = run.spec.get("manifest") if isinstance(run.spec, dict) else None
     if not manifest:
-        return []
+        return f"#{index}"
     try:
-        return [item.key for item in read_manifest(open_store(manifest.rsplit("/", 1)[0]), manifest)]
+        return read_item(open_store(manifest.rsplit("/", 1)[0]), manifest, index).key
     except PipelineError:
-        return []
+        return f"#{index}"
 
 
 def _log_tail(backend: ConsoleBackend, job_id: str) -> str:
@@ -70,16 +71,15 @@ def _log_tail(backend: ConsoleBackend, job_id: str) -> str:
 
 
 def _failures(backend: ConsoleBackend, run: RunRecord, stages: list[StageRecord]) -> dict[str, Any]:
-    failed = [r for r in backend.store().list_item_results(run.run_id) if r.status == "FAILED"]
+    failed = backend.store().list_item_results(run.run_id, status="FAILED")
     roots = [r for r in failed if r.reason != DEPENDENCY_FAILED]
     skipped = Counter(r.stage for r in failed if r.reason == DEPENDENCY_FAILED)
     joins = {s.stage for s in stages if s.items == 1}
-    keys = _item_keys(run) if roots else []
     shown = []
     for result in roots[:FAILURES_SHOWN]:
-        is_join = result.stage in joins and len(keys) != 1
-        key = "(join)" if is_join else keys[result.index] if result.index < len(keys) else f"#{result.index}"
-        shown.append({"stage": result.stage, "item": result.index, "key": key, "reason": result.reason,
+        is_join = result.stage in joins and run.items != 1
+        shown.append({"stage": result.stage, "item": result.index,
+                      "key": "(join)" if is_join else _item_key(run, result.index), "reason": result.reason,
                       "exitCode": result.exit_code, "jobId": result.job_id,
                       "logTail": _log_tail(backend, result.job_id)})
     return {"total": len(roots), "shown": shown, "skipped": dict(skipped)}

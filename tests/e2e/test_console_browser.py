@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from examples.genomics.simulate import ITEMS_MANIFEST, SimulationConfig, simulate
 from tests.e2e.console_harness import Served, chromium_page, screenshot, served_console
@@ -86,7 +87,7 @@ def test_a_malformed_sample_shows_its_failure_and_log_and_its_rerun_succeeds(pag
     screenshot(page, "run-failed")
     row.locator("a", has_text="log").click()
     page.wait_for_url(re.compile(r"#/job/"))
-    page.wait_for_function("document.querySelector('#log').textContent.includes('malformed FASTQ')")
+    expect(page.locator("#log")).to_contain_text("malformed FASTQ", timeout=30_000)
     assert page.locator('main[data-job-status="FAILED"]').count() == 1
     assert "S02_R2.fastq.gz" in page.inner_text("#log")
     screenshot(page, "job")
@@ -147,7 +148,7 @@ def test_queues_events_and_array_jobs_render_aggregates(page: Any, served: Serve
     page.wait_for_selector("#events table")
     assert "Batch Job State Change" in page.inner_text("#events")
     page.select_option("#kind", "pipeline")
-    page.wait_for_function("!document.querySelector('#events').textContent.includes('Batch Job State Change')")
+    expect(page.locator("#events")).not_to_contain_text("Batch Job State Change")
     screenshot(page, "events")
     page.click("nav >> text=Runs")
     page.locator("tbody tr a").first.click()

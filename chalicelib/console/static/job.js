@@ -40,7 +40,7 @@ export function jobPage(main, jobId, _query, nav) {
       q("#job-status").innerHTML = badge(job.status);
       main.dataset.jobStatus = job.status;
       q("#job-meta").innerHTML = meta(job);
-      q("#job-array").innerHTML = job.array ? arrayBox(job) : "";
+      q("#job-array").innerHTML = job.array?.size ? arrayBox(job) : "";
       q("#job-array").querySelector("form")?.addEventListener("submit", (e) => {
         e.preventDefault();
         nav.go(`#/job/${encodeURIComponent(`${job.jobId}:${e.target.index.value}`)}`);
@@ -69,7 +69,7 @@ function meta(job) {
     ["Exit code", job.exitCode ?? "–"], ["Command", `<code>${esc(job.command.join(" "))}</code>`]];
   if (job.image) rows.push(["Image", `<code>${esc(job.image)}</code>`]);
   if (job.run) rows.push(["Run", `${runLink(job.run.runId)}, stage ${esc(job.run.stage)}`]);
-  if (job.parentId) rows.push(["Array job", jobLink(job.parentId)]);
+  if (job.parentId) rows.push(["Array job", `${jobLink(job.parentId)}, index ${esc(job.array?.index ?? "")}`]);
   rows.push(["Depends on", job.dependsOn.map((d) => jobLink(d)).join(", ") || "–"]);
   return rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
 }
@@ -79,7 +79,7 @@ function arrayBox(job) {
   const size = job.array.size || 0;
   return `<h2>Array children</h2><div class="cap">${bar(summary, size)}</div>
     <p class="counts">${Object.entries(summary).filter(([, n]) => n).map(([s, n]) => `${esc(s)} ${n}`).join(" · ")} of ${size}</p>
-    <form class="toolbar"><label>Open child <input name="index" type="number" min="0" max="${size - 1}" required style="width:7em"></label>
+    <form class="toolbar"><label>Open child <input name="index" type="number" min="0" max="${size - 1}" required class="narrow"></label>
     <button type="submit">Open</button></form>`;
 }
 

@@ -35,7 +35,8 @@ const pct = (r) => `${(100 * r).toFixed(1)}%`;
 function capacity(label, used, declared) {
   const share = declared ? Math.min(1, used / declared) : 0;
   return `<div class="cap"><strong>${label}</strong> <span class="counts">${fmt(used)} in use of ${fmt(declared)} declared</span>
-    <div class="bar" role="img" aria-label="${label}: ${fmt(used)} of ${fmt(declared)}"><span class="seg-RUNNING" style="width:${100 * share}%"></span></div></div>`;
+    <svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" aria-label="${label}: ${fmt(used)} of ${fmt(declared)}">
+    <rect class="track" x="0" y="0" width="100" height="10"/><rect class="seg-RUNNING" x="0" y="0" width="${100 * share}" height="10"/></svg></div>`;
 }
 
 export function eventsPage(main) {

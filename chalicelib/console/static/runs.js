@@ -101,7 +101,7 @@ function meta(run) {
 
 // Stages as a layered graph: a stage's column is one more than its deepest `after`.
 function graph(stages) {
-  const W = 210, H = 70, GX = 60, GY = 16, PAD = 12;
+  const W = 190, H = 70, GX = 40, GY = 16, PAD = 12;
   const depth = {};
   const byName = Object.fromEntries(stages.map((s) => [s.stage, s]));
   const depthOf = (name, seen = new Set()) => {
@@ -132,7 +132,7 @@ function graph(stages) {
     let offset = 0;
     const segs = STATUS_ORDER.filter((k) => s.counts?.[k]).map((k) => {
       const w = ((W - 20) * s.counts[k]) / total;
-      const seg = `<rect class="seg-${k}" x="${x + 10 + offset}" y="${y + 44}" width="${w}" height="10" style="fill:var(--${segVar(k)})"/>`;
+      const seg = `<rect class="seg-${k}" x="${x + 10 + offset}" y="${y + 44}" width="${w}" height="10"/>`;
       offset += w;
       return seg;
     }).join("");
@@ -143,15 +143,14 @@ function graph(stages) {
       <text x="${x + 10}" y="${y + 18}" font-weight="600">${esc(s.stage)}</text>
       <text class="sub" x="${x + W - 10}" y="${y + 18}" text-anchor="end">${statusMark(s.status)} ${esc(s.status)}</text>
       <text class="sub stage-counts" x="${x + 10}" y="${y + 36}">${esc(shortCounts(s.counts, s.items))} · ${esc(duration(s.startedAt, s.endedAt))}</text>
-      <rect x="${x + 10}" y="${y + 44}" width="${W - 20}" height="10" style="fill:var(--line)"/>${segs}
+      <rect class="track" x="${x + 10}" y="${y + 44}" width="${W - 20}" height="10"/>${segs}
     </g>`;
   }).join("");
   return `<svg width="${width}" height="${height}" role="group" aria-label="Stage graph">
     <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
-    <path d="M0,0 L10,5 L0,10 z" style="fill:var(--muted)"/></marker></defs>${edges}${nodes}</svg>`;
+    <path class="arrowhead" d="M0,0 L10,5 L0,10 z"/></marker></defs>${edges}${nodes}</svg>`;
 }
 
-const segVar = (k) => ({ SUCCEEDED: "ok", FAILED: "fail", RUNNING: "run", STARTING: "start", RUNNABLE: "wait" })[k] || "idle";
 const statusMark = (s) => ({ SUCCEEDED: "✓", FAILED: "✗", RUNNING: "▶" })[s] || "○";
 
 function shortCounts(counts, items) {
