@@ -9,6 +9,7 @@ except to check what the engine itself says.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def test_cancel_a_running_run_ends_every_job(page: Any, served: Served, tmp_path
     for name in ("a", "b", "c"):
         (folder / name).write_text(name)
     run_id = _start(page, served, "slow.yaml", f'{{"items": "{folder}"}}')
-    page.wait_for_selector('#graph .node[data-stage="wait"][data-status="RUNNING"]')
+    _wait_run(page, "RUNNING")
+    _wait_for_running_jobs(served, run_id)
     page.click("#cancel")
     page.click("#cancel-confirm")
     _wait_run(page, "FAILED")
@@ -119,6 +121,17 @@ def test_cancel_a_running_run_ends_every_job(page: Any, served: Served, tmp_path
     parent = next(job for job in described if job.get("arrayProperties"))
     assert parent["arrayProperties"]["statusSummary"].get("RUNNING", 0) == 0
     screenshot(page, "run-cancelled")
+
+
+def _wait_for_running_jobs(served: Served, run_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        ids = [job.job_id for job in served.backend.store().list_jobs(run_id) if job.stage == "wait"]
+        jobs = served.engine.service.call("DescribeJobs", {"jobs": ids})["jobs"] if ids else []
+        if any(job.get("arrayProperties", {}).get("statusSummary", {}).get("RUNNING") for job in jobs):
+            return
+        assert time.monotonic() < deadline, "no job of the slow run started"
+        time.sleep(0.1)
 
 
 def test_a_bad_start_shows_every_problem_at_its_path(page: Any, served: Served) -> None:
