@@ -185,3 +185,31 @@ def test_a_missing_browser_fails_with_the_command_that_installs_it(monkeypatch: 
     monkeypatch.setattr(console_harness, "CHROMIUM", "/nonexistent/chromium")
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
         console_harness.require_chromium()
+
+
+def test_run_with_console_serves_its_engine_while_the_run_goes(tmp_path: Path) -> None:
+    tools = Path(__file__).resolve().parents[2] / "fixtures" / "pipeline_tools"
+    spec = tmp_path / "slowish.yaml"
+    spec.write_text(SIMPLE_SPEC.format(tools=tools).replace("--out", '--slow-key, "{key}", --sleep, "3", --out'))
+    items = tmp_path / "items"
+    items.mkdir()
+    (items / "a").write_text("a")
+    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "run", str(spec), "--items", str(items),
+                             "--data-dir", str(tmp_path / "data"), "--console", "--no-progress"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("console: http://127.0.0.1:"), line
+        url = urlsplit(line.split(" ", 1)[1].strip())
+        deadline = time.monotonic() + 30
+        runs: list[dict[str, Any]] = []
+        while not runs and time.monotonic() < deadline:  # the URL is printed before the run is planned
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            conn.request("GET", "/console/api/runs")
+            runs = json.loads(conn.getresponse().read())["runs"]
+            time.sleep(0.2)
+        assert [r["pipeline"] for r in runs] == ["simple"]
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
