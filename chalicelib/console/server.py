@@ -62,6 +62,7 @@ class ConsoleApp:
         url = urlsplit(req.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         try:
+            _check_host(req)
             if url.path == f"{PREFIX}/api/stream" and req.command == "GET":
                 self._stream(req)
                 return
@@ -181,6 +182,15 @@ class ConsoleApp:
                 req.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, OSError):
             return
+
+
+def _check_host(req: BaseHTTPRequestHandler) -> None:
+    """The page and its token only for a Host that names this server (a rebound DNS name does not)."""
+    bind, port = req.server.server_address[:2]
+    names = {"127.0.0.1", "localhost", "[::1]"} | ({str(bind)} if bind not in ("0.0.0.0", "::", "") else set())
+    host = (req.headers.get("Host") or "").strip().lower()
+    if host not in {f"{name}:{port}" for name in names}:
+        raise HttpError(403, {"message": f"Host: {host[:80]!r} is not this console; open it at 127.0.0.1:{port}"})
 
 
 def _send(req: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:

@@ -51,11 +51,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_DELETE
 
     def _handle(self) -> None:
-        mount = next((serve for prefix, serve in self.mounts if self.path.startswith(prefix)), None)
-        if mount is not None:  # a handler the composition root mounted (the console): it answers itself
-            mount(self)
-            return
         try:
+            if self._mounted():
+                return
             status, payload, content_type = self._route()
         except BatchApiError as err:
             status, content_type = err.status, "application/json"
@@ -69,6 +67,13 @@ class _Handler(BaseHTTPRequestHandler):
                        "application/json", error=err.code)
             return
         self._send(status, payload, content_type)
+
+    def _mounted(self) -> bool:
+        """Hands the request to a handler mounted on its path (the console), which answers it itself."""
+        serve = next((serve for prefix, serve in self.mounts if self.path.startswith(prefix)), None)
+        if serve is not None:
+            serve(self)
+        return serve is not None
 
     def _send(self, status: int, payload: bytes, content_type: str, error: str | None = None) -> None:
         self.send_response(status)

@@ -88,6 +88,14 @@ def test_a_state_change_without_the_token_or_from_another_site_is_refused(served
     assert all(r.pipeline != "simple" for r in served.backend.store().list_runs())  # nothing started
 
 
+def test_a_foreign_host_gets_neither_the_page_nor_the_api(served: Served) -> None:
+    port = urlsplit(served.url).port
+    for path in ("/console", "/console/api/runs"):
+        status, _, payload = request(served, "GET", path, headers={"Host": f"rebound.example:{port}"})
+        assert status == 403 and b"Host" in payload and served.engine.console_token.encode() not in payload
+    assert request(served, "GET", "/console", headers={"Host": f"localhost:{port}"})[0] == 200
+
+
 def test_a_bad_start_answers_every_problem_with_its_path(served: Served) -> None:
     status, body = post(served, "/console/api/runs", {"spec": "nope.yaml"})
     assert status == 400 and body["problems"][0]["path"] == "spec" and "simple.yaml" in body["problems"][0]["message"]
