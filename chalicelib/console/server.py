@@ -64,8 +64,7 @@ class ConsoleApp:
         try:
             _check_host(req)
             if url.path == f"{PREFIX}/api/stream" and req.command == "GET":
-                self._stream(req)
-                return
+                return self._stream(req)
             status, body, content_type = self._route(req, url.path, query)
         except HttpError as err:
             status, body, content_type = err.status, json.dumps(err.payload).encode(), "application/json"
@@ -180,8 +179,10 @@ class ConsoleApp:
                     if time.monotonic() - asked < 1.0:
                         time.sleep(1.0)  # the engine is stopping: read_events no longer waits
                 req.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:  # the page went away
             return
+        except Exception:  # the engine stopped under the stream: the response has begun, just end it
+            logger.debug("console stream ended", exc_info=True)
 
 
 def _check_host(req: BaseHTTPRequestHandler) -> None:
