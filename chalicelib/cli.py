@@ -14,6 +14,7 @@ from chalicelib import __version__
 from chalicelib.commands import engine as engine_cmds
 from chalicelib.commands import pipeline as pipeline_cmds
 from chalicelib.localbatch.storage.store import StoreError
+from chalicelib.pipeline.errors import PipelineError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as err:  # an engine data dir that cannot be opened, from any command
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except PipelineError as err:  # e.g. an engine that does not answer DescribeJobQueues
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -88,6 +88,10 @@ def print_summary(
             skipped[failure["stage"]] = skipped.get(failure["stage"], 0) + 1
     console.print(f"[red]{len(roots)} failure(s)[/]", highlight=False, soft_wrap=True)
     for failure in roots:
+        if not failure.get("stage"):  # a run-level cause (a stage nothing tolerates, a timeout, a cancel)
+            console.print(f"- run: {failure.get('reason') or 'failed'}", highlight=False, markup=False,
+                          soft_wrap=True)
+            continue
         console.print(
             f"- stage {failure['stage']}, item {describe_item(failure, keys, stages)}: "
             f"{failure.get('reason') or 'failed'}"
@@ -104,6 +108,9 @@ def print_summary(
             f"- stage {stage}: {count} item(s) not run because an upstream item failed",
             highlight=False, soft_wrap=True,
         )
+    if run.failure_count > len(failures):
+        console.print(f"- and {run.failure_count - len(failures)} more failure(s) (only the first are kept)",
+                      highlight=False, soft_wrap=True)
 
 
 def describe_item(failure: dict[str, Any], keys: Sequence[str], stages: Sequence[StageRecord]) -> str:

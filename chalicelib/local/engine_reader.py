@@ -19,6 +19,21 @@ class EngineReader(Protocol):
     def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]: ...
 
 
+class EngineRefused(SystemExit):
+    """The engine answered 403: the request broke its request rule (Host, Origin or signature).
+
+    A SystemExit, so the CLI prints it and stops; never taken for "no such feed" and worked around.
+    """
+
+
+def _refusal(base: str, err: urllib.error.HTTPError) -> EngineRefused:
+    try:
+        message = json.loads(err.read() or b"{}").get("message", str(err))
+    except ValueError:
+        message = str(err)
+    return EngineRefused(f"error: the engine at {base} refused the request: {message}")
+
+
 def open_reader(endpoint_url: str | None, data_dir: str) -> EngineReader:
     if endpoint_url:
         return HttpReader(endpoint_url)
@@ -38,6 +53,8 @@ class HttpReader:
             with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
                 return response.read()  # type: ignore[no-any-return]
         except urllib.error.HTTPError as err:
+            if err.code == 403:
+                raise _refusal(self.base, err) from None
             try:
                 message = json.loads(err.read()).get("message", str(err))
             except ValueError:
@@ -54,12 +71,17 @@ class HttpReader:
         else:
             body["filters"] = [{"name": "AFTER_CREATED_AT", "values": ["0"]}]
             body["maxResults"] = min(limit, 100)
-        request = urllib.request.Request(self.base + "/v1/listjobs", data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        from chalicelib.localbatch.access import signed_headers
+
+        data = json.dumps(body).encode()
+        url = self.base + "/v1/listjobs"
+        request = urllib.request.Request(url, data=data, method="POST", headers=signed_headers("POST", url, data))
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read())["jobSummaryList"]  # type: ignore[no-any-return]
         except urllib.error.HTTPError as err:
+            if err.code == 403:
+                raise _refusal(self.base, err) from None
             raise SystemExit(f"error: {json.loads(err.read() or b'{}').get('message', err)}") from None
         except (urllib.error.URLError, OSError) as err:
             raise SystemExit(f"error: cannot reach the engine at {self.base}: "

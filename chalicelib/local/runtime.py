@@ -20,6 +20,7 @@ from typing import Any
 from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.local.starter import LocalRunStarter
 from chalicelib.objectstores import open_store
+from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.events import MemoryPublisher
 from chalicelib.pipeline.joins import manifest_join_items
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT
@@ -72,12 +73,17 @@ class LocalRuntime:
 
 
 def queue_map(batch: Any) -> dict[str, str]:
-    """Compute class -> queue: a queue named like the class when it exists, else ``default``."""
+    """Compute class -> queue: a queue named like the class when it exists, else ``default``.
+
+    Raises:
+        PipelineError: the engine did not answer DescribeJobQueues (every job would otherwise
+            be sent to ``default`` without a word, or fail later at SubmitJob).
+    """
     try:
         found = batch.describe_job_queues(jobQueues=list(COMPUTE_CLASSES)).get("jobQueues", [])
-        names = {q["jobQueueName"] for q in found if q.get("state", "ENABLED") == "ENABLED"}
-    except Exception:
-        names = set()
+    except Exception as err:  # any client error (botocore, HTTP, engine) becomes one message naming the call
+        raise PipelineError(f"cannot list the engine's job queues (DescribeJobQueues): {err}") from err
+    names = {q["jobQueueName"] for q in found if q.get("state", "ENABLED") == "ENABLED"}
     return {cls: (cls if cls in names else "default") for cls in COMPUTE_CLASSES}
 
 
@@ -94,6 +100,7 @@ def _wire(
     tracker = Tracker(
         store=store, batch=batch, publisher=publisher,
         join_items=manifest_join_items(open_store("file:///")), clock=epoch_ms,
+        enforce_deadlines=True,  # no state machine here: the tracker ends waits past wait_timeout
     )
     ports = RunPorts(
         batch=batch, store=store, publisher=publisher, queues=queue_map(batch), objects=open_store,
@@ -135,7 +142,11 @@ def open_in_process(
     from chalicelib.localbatch.engine import Engine
 
     engine = Engine(data_dir, host=host).start()
-    runtime = open_with_engine(engine, data_dir, array_limit=array_limit, dependency_limit=dependency_limit)
+    try:
+        runtime = open_with_engine(engine, data_dir, array_limit=array_limit, dependency_limit=dependency_limit)
+    except BaseException:
+        engine.stop()
+        raise
     runtime._closers.insert(0, engine.stop)
     return runtime
 
@@ -182,6 +193,8 @@ def open_remote(
 
 def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> None:
     """Feeds the engine's HTTP event stream to the tracker; polling when there is none."""
+    from chalicelib.local.engine_reader import EngineRefused
+
     try:
         _, after = reader.events(0, 0, None)
         while True:
@@ -189,6 +202,10 @@ def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> N
             if not page:
                 break
             after = after_next
+    except EngineRefused as err:  # a refusal is reported, not taken for "no feed here"
+        logger.error("%s", err)
+        runtime.follows_events = False
+        return
     except (LookupError, OSError, ValueError, KeyError):
         # No event feed on this server: the run command's periodic reconcile drives the tracker.
         runtime.follows_events = False
@@ -197,6 +214,9 @@ def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> N
     while not stop.is_set():
         try:
             events, after = reader.events(after, 2.0, None)
+        except EngineRefused as err:
+            logger.error("%s; no longer following its events", err)
+            return
         except (LookupError, OSError, ValueError, KeyError):
             stop.wait(1.0)
             continue

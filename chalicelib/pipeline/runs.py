@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.pipeline.errors import PipelineError, SpecValidationError
-from chalicelib.pipeline.events import run_event
+from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.items import discover
 from chalicelib.pipeline.manifest import read_manifest, to_manifest_bytes, write_manifest
 from chalicelib.pipeline.model import Plan, PlannedJob
@@ -24,10 +23,9 @@ from chalicelib.pipeline.payloads import SubmitContext
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT, plan
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunRequest, RunStore
 from chalicelib.pipeline.records import ItemResult, RunRecord, RunStatus, StageRecord, StageStatus
+from chalicelib.pipeline.run_end import publish_run_state
 from chalicelib.pipeline.runcontext import from_record, to_snapshot
-from chalicelib.pipeline.schema_issues import check_schema
-from chalicelib.pipeline.spec import build_spec
-from chalicelib.pipeline.spec_rules import check_rules
+from chalicelib.pipeline.spec import validated_spec
 from chalicelib.pipeline.submitter import ensure_job_definitions, submit_plan
 
 
@@ -66,13 +64,6 @@ def new_run_id(pipeline: str, now_ms: int, salt: str = "") -> str:
     return f"{pipeline[:50]}-{stamp}-{digest}"
 
 
-def validate_document(document: Any, base_dir: Path | None) -> None:
-    """Raises SpecValidationError with every schema and semantic issue of a spec document."""
-    issues = check_schema(document) + check_rules(document, base_dir)
-    if issues:
-        raise SpecValidationError(list(dict.fromkeys(issues)))
-
-
 def start_run(
     ports: RunPorts,
     request: RunRequest,
@@ -100,8 +91,7 @@ def start_run(
     run = ports.store.get_run(request.run_id)
     assert run is not None
     if run.status is RunStatus.RUNNING:
-        now = ports.clock()
-        ports.publisher.publish([run_event(run, ports.store.list_stages(run.run_id), now_ms=now)])
+        publish_run_state(ports, run.run_id)
     return run
 
 
@@ -111,8 +101,7 @@ def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
     The Step Functions plan task calls this alone; `start_run` also submits.
     """
     base_dir = Path(request.base_dir) if request.base_dir else Path.cwd()
-    validate_document(request.spec, base_dir)
-    spec = build_spec(request.spec, base_dir)
+    spec = validated_spec(request.spec, base_dir)
     items = discover(spec.items, request.items_source or None, store_factory=ports.objects)
     planned: Plan = plan(
         spec, len(items), run_id=request.run_id,
@@ -141,7 +130,7 @@ def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
             ports.store.put_stage(StageRecord(
                 run_id=request.run_id, stage=name,
                 status=StageStatus.WAITING if deferred else StageStatus.SUBMITTED,
-                items=len(items) if spec.stage(name).foreach else 1, deferred=deferred,
+                items=planned.stage(name).units, deferred=deferred,
             ))
     stored = ports.store.get_run(request.run_id)
     assert stored is not None
@@ -184,7 +173,7 @@ def failed_item_indexes(store: RunStore, run: RunRecord) -> list[int]:
     ctx = from_record(run)
     failed = {
         r.index for r in store.list_item_results(run.run_id)
-        if r.status == "FAILED" and ctx.spec.stage(r.stage).foreach
+        if r.status == "FAILED" and ctx.plan.stage(r.stage).foreach
     }
     if not failed and run.status is RunStatus.FAILED:
         return list(range(run.items))

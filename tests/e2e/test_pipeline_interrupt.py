@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.pipeline_harness import STAGE
+from tests.helpers import http_request
 
 SPEC = f"""name: slow
 stages:
@@ -31,10 +32,9 @@ def _free_port() -> int:
 
 
 def _post(url: str, operation: str, body: dict) -> dict:  # type: ignore[type-arg]
-    request = urllib.request.Request(f"{url}/v1/{operation}", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
+    status, _, reply = http_request(f"{url}/v1/{operation}", json.dumps(body).encode())
+    assert status == 200, reply
+    return json.loads(reply)  # type: ignore[no-any-return]
 
 
 @pytest.fixture()
