@@ -15,14 +15,15 @@ from typing import Any
 from chalicelib.console.backend import ConsoleBackend
 from chalicelib.pipeline.errors import ItemsError, PipelineError, PlanningError, SpecValidationError
 from chalicelib.pipeline.ports import RunRequest
-from chalicelib.pipeline.runs import epoch_ms, new_run_id, rerun_request, validate_document
-from chalicelib.pipeline.spec import parse_document
-from chalicelib.pipeline.submitter import SubmissionError, terminate_run
+from chalicelib.pipeline.run_end import cancel_run as end_run_cancelled
+from chalicelib.pipeline.runs import epoch_ms, new_run_id, rerun_request
+from chalicelib.pipeline.spec import parse_document, validate_document
+from chalicelib.pipeline.submitter import SubmissionError
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
 INPUT_KEYS = ("runId", "items")
-CANCEL_REASON = "cancelled from the console"
+CANCEL_REASON = "from the console"
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,12 @@ def start_run(backend: ConsoleBackend, body: Any) -> str:
 
 
 def cancel_run(backend: ConsoleBackend, run_id: str) -> list[str]:
-    """Terminates every job of the run that has not ended; returns their ids."""
-    store = backend.store()
-    if store.get_run(run_id) is None:
+    """Ends the run FAILED ("cancelled: ...") and terminates its unfinished jobs (the core's cancel); their ids."""
+    runtime = backend.runtime()
+    if runtime.store.get_run(run_id) is None:
         raise Refused([Problem("runId", f"no run {run_id!r}")])
     try:
-        return terminate_run(backend.engine.client(), store, run_id, CANCEL_REASON)
+        return list(end_run_cancelled(runtime.ports, run_id, CANCEL_REASON).terminated)
     except SubmissionError as err:
         raise Refused([Problem("run", str(err))]) from None
 

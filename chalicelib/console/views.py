@@ -101,6 +101,8 @@ def run_view(backend: ConsoleBackend, run_id: str) -> dict[str, Any]:
         stage["after"] = edges.get(stage["stage"], [])
         stage["jobs"] = jobs.get(stage["stage"], [])
     view["failures"] = _failures(backend, run, stages)
+    # Run-level causes (a cancel, a stage's wait timing out) come first in the run's failures, stage-less.
+    view["failures"]["causes"] = [str(f.get("reason", "")) for f in run.failures if not f.get("stage")]
     view["children"] = [r.run_id for r in store.list_runs(500) if r.parent_run_id == run_id]
     return view
 

@@ -117,12 +117,18 @@ def test_cancel_a_running_run_ends_every_job(page: Any, served: Served, tmp_path
     page.click("#cancel")
     page.click("#cancel-confirm")
     _wait_run(page, "FAILED")
-    assert page.locator('#graph .node[data-status="RUNNING"]').count() == 0
-    jobs = served.backend.store().list_jobs(run_id)
-    described = served.engine.service.call("DescribeJobs", {"jobs": [j.job_id for j in jobs]})["jobs"]
-    assert described and all(job["status"] in TERMINAL for job in described), [j["status"] for j in described]
+    expect(page.locator("#failures")).to_contain_text("cancelled")
+    deadline = time.monotonic() + 60
+    while True:  # the run ends at once; its jobs end as their processes are stopped
+        jobs = served.backend.store().list_jobs(run_id)
+        described = served.engine.service.call("DescribeJobs", {"jobs": [j.job_id for j in jobs]})["jobs"]
+        if described and all(job["status"] in TERMINAL for job in described):
+            break
+        assert time.monotonic() < deadline, [j["status"] for j in described]
+        time.sleep(0.2)
     parent = next(job for job in described if job.get("arrayProperties"))
     assert parent["arrayProperties"]["statusSummary"].get("RUNNING", 0) == 0
+    expect(page.locator('#graph .node[data-status="RUNNING"]')).to_have_count(0, timeout=30_000)
     screenshot(page, "run-cancelled")
 
 

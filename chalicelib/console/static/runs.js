@@ -172,13 +172,14 @@ function stageTable(stages, selected) {
 }
 
 function failures(f) {
-  if (!f.total && !Object.keys(f.skipped).length) return '<p class="muted">No failures.</p>';
+  const causes = (f.causes || []).map((c) => `<div class="problems run-cause">Run ended: ${esc(c)}</div>`).join("");
+  if (!f.total && !Object.keys(f.skipped).length) return causes || '<p class="muted">No failures.</p>';
   const rows = f.shown.map((x) => `<tr class="failure"><td>${esc(x.stage)}</td><td><code>${esc(x.key)}</code></td>
     <td>${esc(x.reason)}</td><td class="num">${x.exitCode ?? "–"}</td><td>${jobLink(x.jobId, "log")}</td>
-    <td><pre class="tail">${esc(x.logTail)}</pre></td></tr>`).join("");
+    <td>${x.logTail ? `<pre class="tail">${esc(x.logTail)}</pre>` : '<span class="muted">(empty)</span>'}</td></tr>`).join("");
   const skipped = Object.entries(f.skipped).map(([stage, n]) =>
     `<li>stage ${esc(stage)}: ${n} item(s) not run because an upstream item failed</li>`).join("");
-  return `<p>${f.total} failure(s)${f.total > f.shown.length ? `, the first ${f.shown.length} shown` : ""}.</p>
+  return `${causes}<p>${f.total} failure(s)${f.total > f.shown.length ? `, the first ${f.shown.length} shown` : ""}.</p>
     <table><thead><tr><th>Stage</th><th>Item</th><th>Reason</th><th class="num">Exit code</th><th>Job</th><th>Log tail</th></tr></thead>
     <tbody>${rows}</tbody></table>${skipped ? `<ul class="muted">${skipped}</ul>` : ""}`;
 }
