@@ -11,8 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from chalicelib import __version__
+from chalicelib.commands import cancel as cancel_cmds
 from chalicelib.commands import engine as engine_cmds
 from chalicelib.commands import pipeline as pipeline_cmds
+from chalicelib.localbatch.storage.folder_lock import FolderInUseError
 from chalicelib.localbatch.storage.store import StoreError
 
 
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     engine_cmds.register(commands)
     pipeline_cmds.register(commands)
+    cancel_cmds.register(commands, engine_cmds.default_data_dir())
     return parser
 
 
@@ -36,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except FolderInUseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except StoreError as err:  # an engine data dir that cannot be opened, from any command
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -84,6 +84,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from chalicelib.localbatch.rest import BatchHttpServer
     from chalicelib.localbatch.scheduling.capacity import HostCapacity
     from chalicelib.localbatch.scheduling.scheduler import EngineOptions
+    from chalicelib.localbatch.storage.folder_lock import FolderInUseError
     from chalicelib.localbatch.storage.store import StoreError
 
     if not _is_loopback(args.host):
@@ -109,7 +110,10 @@ def serve_command(args: argparse.Namespace) -> int:
     options = EngineOptions(kill_grace_seconds=args.kill_grace, spot_reclaim_rate=args.spot_reclaim_rate,
                             seed=args.seed)
     try:
-        engine = Engine(args.data_dir, host=host, options=options).start()
+        engine = Engine(args.data_dir, host=host, options=options, owner="serve").start()
+    except FolderInUseError as err:
+        print(f"error: {err}. Stop it first, or give this engine its own --data-dir.", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"error: --data-dir {args.data_dir}: {err.strerror or err}", file=sys.stderr)
         return 2
@@ -122,11 +126,13 @@ def serve_command(args: argparse.Namespace) -> int:
         engine.stop()
         print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
         return 2
+    engine.folder_lock.advertise(server.url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     inbox_thread = _start_inbox(args, engine, server.url, stop) if args.inbox else None
     print(f"conveyor engine serving the AWS Batch API on {server.url} (data: {engine.data_dir}; "
-          f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs)", flush=True)
+          f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs; launcher: {launcher_name(engine)})",
+          flush=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -138,6 +144,14 @@ def serve_command(args: argparse.Namespace) -> int:
     server.stop()
     engine.stop()
     return 0
+
+
+def launcher_name(engine: Any) -> str:
+    """How the engine starts attempts, as the start line names it (the fast C spawner or not)."""
+    names = {"SpawnerExecutor": "C spawner", "ProcessExecutor": "Python subprocess (slower; no C compiler?)",
+             "DockerExecutor": "Docker"}
+    kind = type(engine.executor).__name__
+    return names.get(kind, kind)
 
 
 def _serve_option_problem(args: argparse.Namespace) -> str | None:

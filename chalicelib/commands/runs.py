@@ -20,18 +20,22 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from chalicelib.commands.cancel import settle_jobs, stop_run
+from chalicelib.commands.interrupts import Interrupts, RunInterrupted
 from chalicelib.commands.progress import RunProgress
 from chalicelib.commands.run_summary import format_duration, print_summary
 from chalicelib.local.engine_reader import DirectReader
 from chalicelib.local.runstore import SqliteRunStore
-from chalicelib.local.runtime import RUNS_DB, LocalRuntime, open_in_process, open_remote
+from chalicelib.local.runtime import RUNS_DB, LocalRuntime, open_local
+from chalicelib.local.starter import LocalRunStarter
+from chalicelib.localbatch.storage.folder_lock import FolderInUseError
 from chalicelib.pipeline.errors import PipelineError, SpecValidationError
 from chalicelib.pipeline.objectstore import join_uri, to_uri
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT
 from chalicelib.pipeline.ports import RunRequest
 from chalicelib.pipeline.runs import describe_run, epoch_ms, new_run_id, rerun_request
 from chalicelib.pipeline.spec import load_spec, parse_document
-from chalicelib.pipeline.submitter import SubmissionError, terminate_run
+from chalicelib.pipeline.submitter import SubmissionError
 
 POLL_SECONDS = 0.25
 RECONCILE_SECONDS = 5.0
@@ -79,14 +83,22 @@ def _add_engine_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _open_runtime(args: argparse.Namespace) -> LocalRuntime:
-    data_dir = Path(args.data_dir).resolve()
-    limits = {
-        "array_limit": getattr(args, "array_limit", DEFAULT_ARRAY_LIMIT),
-        "dependency_limit": getattr(args, "dependency_limit", DEFAULT_DEPENDENCY_LIMIT),
-    }
-    if args.endpoint_url:
-        return open_remote(args.endpoint_url, data_dir, **limits)
-    return open_in_process(data_dir, **limits)
+    """The engine for this command: --endpoint-url, else the `conveyor serve` of the folder, else its own.
+
+    Raises:
+        FolderInUseError: another `conveyor run` owns the folder's engine.
+    """
+    return open_local(
+        Path(args.data_dir).resolve(), args.endpoint_url,
+        array_limit=getattr(args, "array_limit", DEFAULT_ARRAY_LIMIT),
+        dependency_limit=getattr(args, "dependency_limit", DEFAULT_DEPENDENCY_LIMIT),
+    )
+
+
+def _folder_busy(err: FolderInUseError) -> int:
+    print(f"error: {err}. Wait for it to finish, or share one engine: `conveyor serve --data-dir "
+          f"{err.data_dir}` in another terminal, then `conveyor run` uses it.", file=sys.stderr)
+    return 2
 
 
 def handle_run(args: argparse.Namespace) -> int:
@@ -98,52 +110,70 @@ def handle_run(args: argparse.Namespace) -> int:
         print(str(err), file=sys.stderr)
         return 1
     run_id = args.run_id or new_run_id(spec.name, epoch_ms())
-    runtime = _open_runtime(args)
-    try:
-        prefix = join_uri(to_uri(args.out), run_id) if args.out else runtime.run_prefix(run_id)
-        request = RunRequest(
-            run_id=run_id, spec=document, items_source=args.items or "", prefix=prefix,
-            source="cli", base_dir=str(Path(args.spec).resolve().parent),
-        )
-        return follow_run(runtime, request, console, progress=not args.no_progress)
-    except SubmissionError as err:
-        print(f"error: run {run_id}: {err}; jobs submitted so far are kept, run again with "
-              f"--run-id {run_id} to resume", file=sys.stderr)
-        return 1
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    finally:
-        runtime.close()
+    with Interrupts() as interrupts:
+        try:
+            runtime = _open_runtime(args)
+        except FolderInUseError as err:
+            return _folder_busy(err)
+        try:
+            prefix = join_uri(to_uri(args.out), run_id) if args.out else runtime.run_prefix(run_id)
+            request = RunRequest(
+                run_id=run_id, spec=document, items_source=args.items or "", prefix=prefix,
+                source="cli", base_dir=str(Path(args.spec).resolve().parent),
+            )
+            return follow_run(runtime, request, console, progress=not args.no_progress, interrupts=interrupts)
+        except SubmissionError as err:
+            print(f"error: run {run_id}: {err}; jobs submitted so far are kept, run again with "
+                  f"--run-id {run_id} to resume", file=sys.stderr)
+            return 1
+        except PipelineError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        finally:
+            runtime.close()
 
 
 def handle_rerun(args: argparse.Namespace) -> int:
     console = Console()
-    runtime = _open_runtime(args)
-    try:
-        old = runtime.store.get_run(args.run_id)
-        pipeline = old.pipeline if old else "run"
-        request = rerun_request(runtime.ports, args.run_id, new_run_id=new_run_id(pipeline, epoch_ms()))
-        console.print(
-            f"re-running the failed items of {args.run_id} as {request.run_id}", highlight=False, soft_wrap=True
-        )
-        return follow_run(runtime, request, console, progress=not args.no_progress)
-    except PipelineError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    finally:
-        runtime.close()
+    with Interrupts() as interrupts:
+        try:
+            runtime = _open_runtime(args)
+        except FolderInUseError as err:
+            return _folder_busy(err)
+        try:
+            old = runtime.store.get_run(args.run_id)
+            if old is None:
+                print(f"error: no run {args.run_id!r} in {runtime.data_dir}{_elsewhere_hint(runtime.data_dir)}", file=sys.stderr)
+                return 1
+            request = rerun_request(runtime.ports, args.run_id, new_run_id=new_run_id(old.pipeline, epoch_ms()))
+            console.print(
+                f"re-running the failed items of {args.run_id} as {request.run_id}", highlight=False, soft_wrap=True
+            )
+            return follow_run(runtime, request, console, progress=not args.no_progress, interrupts=interrupts)
+        except PipelineError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        finally:
+            runtime.close()
 
 
-def follow_run(runtime: LocalRuntime, request: RunRequest, console: Console, *, progress: bool = True) -> int:
+def follow_run(
+    runtime: LocalRuntime, request: RunRequest, console: Console, *, progress: bool = True,
+    interrupts: Interrupts | None = None,
+) -> int:
     """Starts the run and follows it to the end; returns the exit code (0, 1 or 130).
+
+    Ctrl-C (``interrupts``) is honoured after each recorded submission and between polls: the
+    run is cancelled through the core and every job of it has ended before this returns.
 
     Raises:
         PipelineError: the run was refused before anything ran (bad spec or items).
     """
+    interrupts = interrupts or Interrupts()
     store = runtime.store
     try:
-        runtime.starter.start_run(request)
+        interrupts.check()
+        LocalRunStarter(runtime.ports, runtime.tracker, on_submit=interrupts.check).start_run(request)
         console.print(
             f"run {request.run_id} started; outputs under {request.prefix}", highlight=False, soft_wrap=True
         )
@@ -151,23 +181,27 @@ def follow_run(runtime: LocalRuntime, request: RunRequest, console: Console, *, 
         if display is not None:
             display.__enter__()
         try:
-            _wait(runtime, request.run_id, display)
+            _wait(runtime, request.run_id, display, interrupts)
         finally:
             if display is not None:
                 display.__exit__(None, None, None)
-    except KeyboardInterrupt:
-        ids = terminate_run(runtime.batch, store, request.run_id, "interrupted by the user (Ctrl-C)")
+    except (RunInterrupted, KeyboardInterrupt):
+        if store.get_run(request.run_id) is None:
+            console.print("interrupted before the run was recorded; nothing was submitted", highlight=False)
+            return 130
+        stopped = stop_run(runtime, request.run_id, "interrupted by the user (Ctrl-C)", console)
         console.print(
-            f"interrupted: terminated {len(ids)} job(s) of run {request.run_id}", highlight=False, soft_wrap=True
+            f"interrupted: run {request.run_id} cancelled, {stopped} job(s) stopped", highlight=False, soft_wrap=True
         )
         return 130
+    settle_jobs(runtime, request.run_id, console)  # a run cancelled from elsewhere: let its jobs stop
     run = store.get_run(request.run_id)
     assert run is not None
     print_summary(console, run, store.list_stages(run.run_id), runtime.read_log)
     return 0 if run.status.value == "SUCCEEDED" else 1
 
 
-def _wait(runtime: LocalRuntime, run_id: str, display: RunProgress | None) -> None:
+def _wait(runtime: LocalRuntime, run_id: str, display: RunProgress | None, interrupts: Interrupts) -> None:
     store = runtime.store
     interval = RECONCILE_SECONDS if runtime.follows_events else 1.0
     last_reconcile = time.monotonic()
@@ -177,7 +211,8 @@ def _wait(runtime: LocalRuntime, run_id: str, display: RunProgress | None) -> No
             display.update(store.list_stages(run_id), store.list_item_results(run_id))
         if run is not None and run.status.is_terminal:
             return
-        time.sleep(POLL_SECONDS)
+        interrupts.requested.wait(POLL_SECONDS)
+        interrupts.check()
         if time.monotonic() - last_reconcile >= (RECONCILE_SECONDS if runtime.follows_events else interval):
             # Safety net for events missed while not subscribed, and the polling fallback.
             runtime.tracker.reconcile(run_id)
@@ -187,9 +222,22 @@ def _wait(runtime: LocalRuntime, run_id: str, display: RunProgress | None) -> No
 def _open_store(args: argparse.Namespace) -> SqliteRunStore | None:
     path = Path(args.data_dir) / RUNS_DB
     if not path.exists():
-        print(f"no runs in {args.data_dir} (give --data-dir)", file=sys.stderr)
+        print(f"no runs in {args.data_dir}{_elsewhere_hint(Path(args.data_dir))}", file=sys.stderr)
         return None
     return SqliteRunStore(path)
+
+
+def _elsewhere_hint(data_dir: Path | None = None) -> str:
+    """Names the other data folders under the current one that hold runs (`make demo` writes its own)."""
+    here = Path.cwd()
+    found = []
+    for pattern in ("conveyor-data", "*/conveyor-data", "*/*/conveyor-data", "*/*/*/conveyor-data"):
+        for folder in here.glob(pattern):
+            if (folder / RUNS_DB).exists() and (data_dir is None or folder.resolve() != data_dir.resolve()):
+                found.append(folder.relative_to(here))
+    if not found:
+        return " (give --data-dir, or set CONVEYOR_DATA_DIR)"
+    return "; runs are also in " + ", ".join(f"--data-dir {f}" for f in found[:3])
 
 
 def _log_reader(data_dir: Path) -> Callable[[str], str] | None:

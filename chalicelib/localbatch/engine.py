@@ -31,6 +31,7 @@ from chalicelib.localbatch.model import ComputeEnvironment, JobQueue
 from chalicelib.localbatch.scheduling.capacity import HostCapacity
 from chalicelib.localbatch.scheduling.loader import load_state
 from chalicelib.localbatch.scheduling.scheduler import EngineOptions, Scheduler
+from chalicelib.localbatch.storage import folder_lock
 from chalicelib.localbatch.storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -46,9 +47,20 @@ class Engine:
 
     def __init__(self, data_dir: str | Path, *, host: HostCapacity | None = None,
                  options: EngineOptions | None = None, executor: Any = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, owner: str = "run") -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Raises FolderInUseError when another engine runs on this folder: it would kill
+        # that engine's attempts as orphans (see folder_lock).
+        self.folder_lock = folder_lock.acquire(self.data_dir, owner)
+        try:
+            self._open(host, options, executor, clock)
+        except BaseException:
+            self.folder_lock.release()
+            raise
+
+    def _open(self, host: HostCapacity | None, options: EngineOptions | None, executor: Any,
+              clock: Clock | None) -> None:
         self.host = host or HostCapacity.detect()
         self.store = Store(self.data_dir / "state.sqlite3")
         self.token = self._engine_token()
@@ -146,6 +158,7 @@ class Engine:
             thread.join(timeout=10)
         self.executor.close()
         self.store.close()
+        self.folder_lock.release()
 
     def __enter__(self) -> Engine:
         return self.start()

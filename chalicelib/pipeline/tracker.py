@@ -196,6 +196,9 @@ class Tracker:
         for stage, reason in decision.skipped.items():
             self._skip_stage(ctx, stage, reason, outcome)
         ready: list[PlannedJob] = list(decision.ready)
+        run = self._store.get_run(ctx.run.run_id)
+        if run is not None and run.status.is_terminal:
+            ready = []  # a cancelled run submits nothing more
         if not ready:
             return bool(decision.skipped)
         join_items = dict(ctx.submit.join_items)

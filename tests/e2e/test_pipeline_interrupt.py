@@ -87,7 +87,7 @@ def test_ctrl_c_terminates_outstanding_jobs_and_exits_130(tmp_path: Path, served
     run.send_signal(signal.SIGINT)
     output, _ = run.communicate(timeout=30)
     assert run.returncode == 130, output
-    assert "interrupted: terminated 1 job(s) of run slow1" in output
+    assert "interrupted: run slow1 cancelled, 1 job(s) stopped" in output
     parent = _post(served, "listjobs", {"jobQueue": "default", "filters": [
         {"name": "JOB_NAME", "values": ["slow1-wait"]}]})["jobSummaryList"][0]
     deadline = time.monotonic() + 20
@@ -97,7 +97,7 @@ def test_ctrl_c_terminates_outstanding_jobs_and_exits_130(tmp_path: Path, served
         parent = _post(served, "describejobs", {"jobs": [parent["jobId"]]})["jobs"][0]
     children = _post(served, "listjobs", {"arrayJobId": parent["jobId"], "jobStatus": "FAILED"})["jobSummaryList"]
     assert len(children) == 3
-    assert {c["statusReason"] for c in children} == {"interrupted by the user (Ctrl-C)"}
+    assert {c["statusReason"] for c in children} == {"cancelled: interrupted by the user (Ctrl-C)"}
 
 
 QUICK = f"""name: quick
