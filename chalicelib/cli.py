@@ -6,16 +6,28 @@ registers its sub-commands here, so this file stays a table of contents.
 
 from __future__ import annotations
 
-import argparse
+import os
+import signal
 import sys
-from collections.abc import Sequence
 
-from chalicelib import __version__
-from chalicelib.commands import cancel as cancel_cmds
-from chalicelib.commands import engine as engine_cmds
-from chalicelib.commands import pipeline as pipeline_cmds
-from chalicelib.localbatch.storage.folder_lock import FolderInUseError
-from chalicelib.localbatch.storage.store import StoreError
+
+def _quit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(130)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "conveyor":
+    # Ctrl-C while the modules below load: nothing has started, so leave without a traceback.
+    signal.signal(signal.SIGINT, _quit_quietly)
+
+import argparse  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from chalicelib import __version__  # noqa: E402
+from chalicelib.commands import cancel as cancel_cmds  # noqa: E402
+from chalicelib.commands import engine as engine_cmds  # noqa: E402
+from chalicelib.commands import pipeline as pipeline_cmds  # noqa: E402
+from chalicelib.localbatch.storage.folder_lock import FolderInUseError  # noqa: E402
+from chalicelib.localbatch.storage.store import StoreError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is _quit_quietly:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # commands handle Ctrl-C from here
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

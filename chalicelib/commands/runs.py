@@ -24,7 +24,7 @@ from chalicelib.commands.cancel import settle_jobs, stop_run
 from chalicelib.commands.interrupts import Interrupts, RunInterrupted
 from chalicelib.commands.progress import RunProgress
 from chalicelib.commands.run_summary import format_duration, print_summary
-from chalicelib.local.engine_reader import DirectReader
+from chalicelib.local.engine_reader import DirectReader, served_endpoint
 from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.local.runtime import RUNS_DB, LocalRuntime, open_local
 from chalicelib.local.starter import LocalRunStarter
@@ -88,8 +88,12 @@ def _open_runtime(args: argparse.Namespace) -> LocalRuntime:
     Raises:
         FolderInUseError: another `conveyor run` owns the folder's engine.
     """
+    data_dir = Path(args.data_dir).resolve()
+    url = args.endpoint_url or served_endpoint(data_dir)
+    if url and not args.endpoint_url:
+        print(f"using the engine `conveyor serve` runs for {data_dir} at {url}", file=sys.stderr)
     return open_local(
-        Path(args.data_dir).resolve(), args.endpoint_url,
+        data_dir, url,
         array_limit=getattr(args, "array_limit", DEFAULT_ARRAY_LIMIT),
         dependency_limit=getattr(args, "dependency_limit", DEFAULT_DEPENDENCY_LIMIT),
     )
