@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from rich.console import Console
 
 from chalicelib.local.engine_reader import engine_url
@@ -34,7 +34,7 @@ def register(commands: Any, default_data_dir: str) -> None:
     )
     cancel.add_argument("run_id", nargs="?", help="the run to cancel (see `conveyor runs`)")
     cancel.add_argument("--job", help="cancel (waiting) or terminate (running) this one job instead of a run")
-    cancel.add_argument("--reason", default="cancelled by the user", help="recorded on the run and its jobs")
+    cancel.add_argument("--reason", default="by the user (conveyor cancel)", help="recorded on the run and its jobs")
     cancel.add_argument("--data-dir", default=default_data_dir, help="state folder (default %(default)s)")
     cancel.add_argument("--endpoint-url", help="a running `conveyor serve` (default: the engine of --data-dir)")
     cancel.set_defaults(handler=handle_cancel)
@@ -83,7 +83,13 @@ def stop_run(runtime: LocalRuntime, run_id: str, reason: str, console: Console) 
     deadline = time.monotonic() + STOP_WAIT_SECONDS
     announced = False
     while True:
-        alive = unfinished_jobs(runtime.ports, run_id)
+        try:
+            alive = unfinished_jobs(runtime.ports, run_id)
+        except EndpointConnectionError:
+            # The engine belonged to a `conveyor run` process: it saw the run end, waited for
+            # these jobs to stop, and exited with its engine.
+            console.print("the engine that ran them has stopped with its `conveyor run`", highlight=False)
+            return len(stopped)
         if not alive:
             break
         if set(alive) - stopped:

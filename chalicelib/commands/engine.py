@@ -15,6 +15,7 @@ from typing import Any
 from chalicelib.local.engine_reader import EngineReader, open_reader
 
 DEFAULT_PORT = 8000
+JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
 def register(commands: Any) -> None:
@@ -37,15 +38,24 @@ def register(commands: Any) -> None:
     serve.add_argument("--spec", help="pipeline spec the --inbox runs use")
     serve.set_defaults(handler=serve_command)
 
-    jobs = commands.add_parser("jobs", help="list jobs of the embedded engine")
+    jobs = commands.add_parser("jobs", help="list jobs of the embedded engine",
+                               description="Lists the engine's jobs, newest first (array children: "
+                                           "`conveyor logs JOB_ID:INDEX`, or `conveyor logs --run`).")
     _add_target(jobs)
-    jobs.add_argument("--status", help="only jobs in this status")
-    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--status", type=job_status, help=f"only jobs in this status ({', '.join(JOB_STATUSES)})")
+    jobs.add_argument("--limit", type=int, default=50, help="at most this many jobs (default %(default)s)")
+    jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
     jobs.set_defaults(handler=jobs_command)
 
-    logs = commands.add_parser("logs", help="print a job's log (stdout and stderr)")
+    logs = commands.add_parser("logs", help="print a job's log (stdout and stderr)",
+                               description="Prints the log of JOB_ID (an array child is JOB_ID:INDEX), or of a "
+                                           "run's items: --run RUN_ID [--stage STAGE] [--item KEY] (--run alone: "
+                                           "the failed items).")
     _add_target(logs)
-    logs.add_argument("job_id")
+    logs.add_argument("job_id", nargs="?", help="job id; an array job's children are JOB_ID:INDEX")
+    logs.add_argument("--run", help="the run whose item logs to print (instead of JOB_ID)")
+    logs.add_argument("--stage", help="with --run: only this stage")
+    logs.add_argument("--item", help="with --run: only this item (its key, as in the run summary, or index)")
     logs.add_argument("--attempt", type=int, help="attempt number, 1-based (default: the latest)")
     logs.add_argument("--aws", action="store_true",
                       help="read the job from AWS Batch and its log from CloudWatch Logs (/aws/batch/job) "
@@ -178,16 +188,36 @@ def _start_inbox(args: argparse.Namespace, engine: Any, url: str, stop: threadin
     return thread
 
 
+def job_status(text: str) -> str:
+    """A Batch job status, any case; argparse reports anything else with the valid ones."""
+    status = text.strip().upper()
+    if status not in JOB_STATUSES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(JOB_STATUSES)}, got {text!r}")
+    return status
+
+
 def jobs_command(args: argparse.Namespace) -> int:
     reader = open_reader(args.endpoint_url, args.data_dir)
     rows = reader.jobs(args.status, args.limit)
-    print(f"{'JOB ID':<40} {'NAME':<28} {'STATUS':<10} REASON")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    # Columns as wide as their longest value: an id or name is never cut.
+    id_width = max([len("JOB ID"), *(len(job["jobId"]) for job in rows)])
+    name_width = max([len("NAME"), *(len(job["jobName"]) for job in rows)])
+    print(f"{'JOB ID':<{id_width}}  {'NAME':<{name_width}}  {'STATUS':<9}  REASON")
     for job in rows:
-        print(f"{job['jobId']:<40} {job['jobName'][:28]:<28} {job['status']:<10} {job.get('statusReason', '')}")
+        print(f"{job['jobId']:<{id_width}}  {job['jobName']:<{name_width}}  {job['status']:<9}  "
+              f"{job.get('statusReason', '')}".rstrip())
     return 0
 
 
 def logs_command(args: argparse.Namespace) -> int:
+    if bool(args.job_id) == bool(args.run):
+        print("error: give a JOB_ID or --run RUN_ID (one of the two)", file=sys.stderr)
+        return 2
+    if args.run:
+        return _run_logs(args)
     if args.aws:
         return _cloudwatch_logs(args.job_id, args.attempt)
     reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
@@ -196,6 +226,27 @@ def logs_command(args: argparse.Namespace) -> int:
     except LookupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_logs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chalicelib.commands.run_logs import RunLogError, find_item_jobs
+
+    try:
+        found = find_item_jobs(Path(args.data_dir), args.run, args.stage, args.item)
+    except RunLogError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
+    for entry in found:
+        print(f"==> stage {entry.stage}, item {entry.item!r}: {entry.status}, job {entry.job_id} <==", flush=True)
+        try:
+            sys.stdout.write(reader.log(entry.job_id, args.attempt))
+        except LookupError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -88,8 +88,13 @@ def print_summary(
             skipped[failure["stage"]] = skipped.get(failure["stage"], 0) + 1
     console.print(f"[red]{len(roots)} failure(s)[/]", highlight=False, soft_wrap=True)
     for failure in roots:
+        if not failure.get("stage"):  # the run itself: cancelled, or ended by the state machine's cleanup
+            console.print(f"- run: {failure.get('reason') or 'failed'}", highlight=False, markup=False,
+                          soft_wrap=True)
+            continue
+        job = f" [job {failure['jobId']}]" if failure.get("jobId") else ""
         console.print(
-            f"- stage {failure['stage']}, item {describe_item(failure, keys, stages)}: "
+            f"- stage {failure['stage']}, item {describe_item(failure, keys, stages)}{job}: "
             f"{failure.get('reason') or 'failed'}"
             + (f" (exit code {failure['exitCode']})" if failure.get("exitCode") is not None else ""),
             highlight=False, markup=False, soft_wrap=True,
@@ -104,10 +109,13 @@ def print_summary(
             f"- stage {stage}: {count} item(s) not run because an upstream item failed",
             highlight=False, soft_wrap=True,
         )
+    if any(f.get("jobId") for f in roots):
+        console.print(f"full logs: conveyor logs --run {run.run_id} --stage STAGE --item ITEM",
+                      highlight=False, markup=False, soft_wrap=True)
 
 
 def describe_item(failure: dict[str, Any], keys: Sequence[str], stages: Sequence[StageRecord]) -> str:
-    index = int(failure.get("item", 0))
+    index = int(failure.get("item") or 0)
     is_join = any(s.stage == failure["stage"] and s.items == 1 for s in stages) and len(keys) != 1
     if is_join:
         return "(join)"

@@ -152,6 +152,10 @@ class DirectReader:
         row = self.db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise LookupError(f"job {job_id!r} does not exist")
+        size = self._array_size(job_id)
+        if size:
+            raise LookupError(f"{job_id} is an array job; its logs are its children's: "
+                              f"{job_id}:0 to {job_id}:{size - 1}")
         state = json.loads(row[0])
         streams = [a["container"].get("logStreamName") for a in state.get("attempts", [])]
         if state.get("log_stream") and state["log_stream"] not in streams:
@@ -163,6 +167,14 @@ class DirectReader:
         stream = streams[-1] if attempt is None else streams[attempt - 1]
         path = self.data_dir / "logs" / (stream or "")
         return path.read_text(errors="replace") if path.is_file() else ""
+
+    def _array_size(self, job_id: str) -> int:
+        if ":" in job_id:
+            return 0
+        row = self.db.execute("SELECT body FROM submissions WHERE job_id = ?", (job_id,)).fetchone()
+        body = json.loads(row[0]) if row else {}
+        size = body.get("array_size") if isinstance(body, dict) else None
+        return int(size) if size else 0
 
     def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]:
         from chalicelib.localbatch import wire

@@ -361,6 +361,9 @@ class Engine:
             job = self.scheduler.jobs.get(job_id)
             if job is None:
                 raise ClientException(f"jobId: job {job_id!r} does not exist")
+            if job.is_parent:
+                raise ClientException(f"jobId: {job_id} is an array job; its logs are its children's: "
+                                      f"{job_id}:0 to {job_id}:{int(job.sub.array_size or 1) - 1}")
             streams = [a["container"].get("logStreamName") for a in job.attempts]
             if job.log_stream and job.log_stream not in streams:
                 streams.append(job.log_stream)

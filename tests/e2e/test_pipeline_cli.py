@@ -55,7 +55,9 @@ def test_failed_run_exits_1_with_item_reason_and_log_tail_then_rerun_takes_faile
                  "--run-id", "bad1", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "stage a, item 's1': Essential container in task exited (exit code 3)" in out
+    assert "stage a, item 's1' [job " in out
+    assert ":1]: Essential container in task exited (exit code 3)" in out
+    assert "full logs: conveyor logs --run bad1 --stage STAGE --item ITEM" in out
     assert "failing on purpose for s1" in out  # the tail of the item's log
     assert "stage c: 1 item(s) not run because an upstream item failed" in out
     assert main(["rerun", "bad1", "--failed", "--data-dir", str(data), "--no-progress"]) == 1
