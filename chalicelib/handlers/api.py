@@ -1,4 +1,4 @@
-"""Blueprint: REST routes (start run, list runs, describe run, re-run failed items), IAM-authorized."""
+"""Blueprint: REST routes (start run, list runs, describe run, re-run failed items, cancel), IAM-authorized."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from chalicelib.aws.composition import (
     validate_input,
 )
 from chalicelib.pipeline import runs as service
+from chalicelib.pipeline.cancel import cancel_run
 from chalicelib.pipeline.errors import PipelineError
 
 blueprint = Blueprint(__name__)
@@ -75,3 +76,23 @@ def rerun(run_id: str) -> dict[str, Any]:
     except PipelineError as err:
         raise _errors(err) from err
     return {"runId": rt.starter().start_run(request)}
+
+
+@blueprint.route("/runs/{run_id}/cancel", methods=["POST"], authorizer=iam_auth)
+def cancel(run_id: str) -> dict[str, Any]:
+    """Cancels the run: its unfinished jobs are terminated (or cancelled before they start), it ends FAILED.
+
+    Body (optional): ``{"reason": "..."}``. The state machine then sees the jobs' ends and runs
+    its cleanup, which finds the run already ended. Repeating the call is harmless.
+    """
+    body = blueprint.current_request.json_body or {}
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+        raise BadRequestError("$.reason: expected a non-empty string")
+    try:
+        outcome = cancel_run(runtime().ports(), run_id, (reason or "by the user (API)")[:1000])
+    except PipelineError as err:
+        raise _errors(err) from err
+    run = runtime().store.get_run(run_id)
+    return {"runId": run_id, "status": run.status.value if run else "FAILED",
+            "stoppedJobs": outcome.stopped, "alreadyEnded": outcome.already_ended}

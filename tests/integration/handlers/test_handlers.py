@@ -143,3 +143,26 @@ def test_tasks_lambda_dispatches_on_action(env) -> None:
     assert answer == {"runId": "run-tasks", "stage": "qc", "resumed": False}
     with pytest.raises(ValueError, match="action: expected one of"):
         client.lambda_.invoke("tasks", {"action": "bogus"})
+
+
+@pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")
+def test_api_cancel_terminates_the_run_jobs_and_ends_it_failed(env) -> None:
+    harness, batch, client = env
+    _planned_and_submitted(harness, "run-cancel")
+    submitted = {j.job_id for j in harness.rt.store.list_jobs("run-cancel")}
+    answer = client.http.post("/runs/run-cancel/cancel", headers={"content-type": "application/json"},
+                              body=json.dumps({"reason": "wrong reference"}))
+    assert answer.status_code == 200, answer.body
+    assert answer.json_body["status"] == "FAILED" and set(answer.json_body["stoppedJobs"]) == submitted
+    assert {job_id for job_id, _ in batch.terminated} == submitted
+    assert {reason for _, reason in batch.terminated} == {"cancelled: wrong reference"}
+    run = harness.rt.store.get_run("run-cancel")
+    assert run.failures[-1]["reason"] == "cancelled: wrong reference"
+    assert any(e["detail"].get("status") == "FAILED" for e in harness.bus_events(1))
+    again = client.http.post("/runs/run-cancel/cancel")
+    assert again.status_code == 200 and again.json_body["alreadyEnded"] is True
+    assert harness.rt.store.get_run("run-cancel").failures == run.failures
+    assert client.http.post("/runs/nope/cancel").status_code == 404
+    bad = client.http.post("/runs/run-cancel/cancel", headers={"content-type": "application/json"},
+                           body=json.dumps({"reason": 3}))
+    assert bad.status_code == 400 and "$.reason" in bad.json_body["Message"]
