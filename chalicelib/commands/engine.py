@@ -20,7 +20,11 @@ JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCC
 
 def register(commands: Any) -> None:
     """Adds the engine sub-commands to the `conveyor` parser."""
-    serve = commands.add_parser("serve", help="serve the embedded AWS Batch engine over HTTP")
+    serve = commands.add_parser(
+        "serve", help="serve the embedded AWS Batch engine over HTTP",
+        description="Starts the engine on --data-dir and serves the AWS Batch API (boto3, the aws CLI), "
+                    "/events and /logs. One engine owns a data folder; `conveyor run` and the read commands "
+                    "on that folder use this one.")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s; 0 picks one)")
     serve.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")

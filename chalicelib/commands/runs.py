@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from chalicelib.commands.cancel import settle_jobs, stop_run
 from chalicelib.commands.interrupts import Interrupts, RunInterrupted
+from chalicelib.commands.items_check import missing_items_path
 from chalicelib.commands.progress import RunProgress
 from chalicelib.commands.run_summary import format_duration, print_summary
 from chalicelib.local.engine_reader import DirectReader, served_endpoint
@@ -47,7 +47,11 @@ def default_data_dir() -> str:
 
 def register_run_commands(commands: Any) -> None:
     """Adds run, runs, run-status and rerun to the `conveyor` parser."""
-    run = commands.add_parser("run", help="run a pipeline on the embedded engine and follow it")
+    run = commands.add_parser(
+        "run", help="run a pipeline on the embedded engine and follow it",
+        description="Plans SPEC over its items, submits the jobs to the engine of --data-dir (or --endpoint-url) "
+                    "and follows the run to its end. Exit 0: every item succeeded; 1: the run failed or was "
+                    "refused; 130: Ctrl-C (the run is cancelled and its jobs stopped first).")
     run.add_argument("spec", help="pipeline spec file (YAML or JSON)")
     run.add_argument("--items", help="items folder, file:// or s3:// prefix, or manifest (overrides the spec)")
     run.add_argument("--out", help="where runs write (default file://<data dir>/runs); the run id is appended")
@@ -57,18 +61,22 @@ def register_run_commands(commands: Any) -> None:
     _add_engine_args(run)
     run.set_defaults(handler=handle_run)
 
-    runs = commands.add_parser("runs", help="list pipeline runs")
+    runs = commands.add_parser("runs", help="list pipeline runs",
+                               description="Lists the runs recorded in the data folder, newest first.")
     runs.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--limit", type=int, default=20, help="at most this many runs (default %(default)s)")
+    runs.add_argument("--json", action="store_true", help="print the runs as JSON")
     runs.set_defaults(handler=handle_runs)
 
-    status = commands.add_parser("run-status", help="show one pipeline run: stages, counts, failures")
+    status = commands.add_parser("run-status", help="show one pipeline run: stages, counts, failures",
+                                 description="Shows RUN_ID's stages, item counts and failures (see `conveyor runs`).")
     status.add_argument("run_id")
     status.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
     status.add_argument("--json", action="store_true", help="print the run as JSON")
     status.set_defaults(handler=handle_run_status)
 
-    rerun = commands.add_parser("rerun", help="start a new run over a failed run's failed items")
+    rerun = commands.add_parser("rerun", help="start a new run over a failed run's failed items",
+                                description="Starts a new run, linked to RUN_ID, over the items that failed in it.")
     rerun.add_argument("run_id")
     rerun.add_argument("--failed", action="store_true", required=True, help="re-run the failed items only")
     _add_engine_args(rerun)
@@ -112,6 +120,10 @@ def handle_run(args: argparse.Namespace) -> int:
         document = parse_document(Path(args.spec).read_text(encoding="utf-8"))
     except SpecValidationError as err:
         print(str(err), file=sys.stderr)
+        return 1
+    problem = missing_items_path(args.items)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 1
     run_id = args.run_id or new_run_id(spec.name, epoch_ms())
     with Interrupts() as interrupts:
@@ -256,16 +268,23 @@ def handle_runs(args: argparse.Namespace) -> int:
     store = _open_store(args)
     if store is None:
         return 1
-    table = Table(title="runs")
-    table.add_column("run id", no_wrap=True)
-    for column in ("pipeline", "status", "items", "created", "time"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("source", overflow="fold")
-    for run in store.list_runs(args.limit):
+    runs = store.list_runs(args.limit)
+    if args.json:
+        print(json.dumps([{"runId": r.run_id, "pipeline": r.pipeline, "status": r.status.value, "items": r.items,
+                           "createdAt": r.created_at, "endedAt": r.ended_at, "source": r.source,
+                           "parentRunId": r.parent_run_id} for r in runs], indent=2))
+        return 0
+    rows = [("RUN ID", "PIPELINE", "STATUS", "ITEMS", "CREATED", "TIME", "SOURCE")]
+    now = epoch_ms()
+    for run in runs:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created_at / 1000))
-        table.add_row(run.run_id, run.pipeline, run.status.value, str(run.items), created,
-                      format_duration(run.created_at, run.ended_at), run.source)
-    Console().print(table)
+        elapsed = format_duration(run.created_at, run.ended_at if run.status.is_terminal else now)
+        rows.append((run.run_id, run.pipeline, run.status.value, str(run.items), created,
+                     elapsed if run.status.is_terminal else f"{elapsed}+", run.source))
+    # Plain columns as wide as their values: ids are never cut, whatever the terminal or pipe.
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
     return 0
 
 
