@@ -96,12 +96,6 @@ class Submission:
     static_json: str = ""  # cached JSON fragments of the detail fields children share
     container_json: str = ""
 
-    @property
-    def attempts_allowed(self) -> int:
-        if not self.retry_strategy:
-            return 1
-        return int(self.retry_strategy.get("attempts") or 1)
-
 
 @dataclass(slots=True, eq=False)
 class Job:
@@ -137,7 +131,7 @@ class Job:
     armed_on: str | None = None  # the running attempt whose slot this RUNNABLE job is armed to take
     disarm_action: tuple[str, str] | None = None  # ("cancel" | "terminate", reason) once withdrawn
     # wire.state_json at the job's last status change, reused for its row at the next commit;
-    # "" when something changed since (Scheduler._touch), so the row is encoded afresh.
+    # "" when something changed since (Scheduler.touch), so the row is encoded afresh.
     encoded_state: str = ""
     # Array parents only.
     children: list[Job] | None = None

@@ -8,8 +8,7 @@ import re
 from typing import Any
 
 from chalicelib.localbatch import arns, wire
-from chalicelib.localbatch.api import shapes
-from chalicelib.localbatch.api import validation as v
+from chalicelib.localbatch.api import shapes, validation
 from chalicelib.localbatch.api.paging import page
 from chalicelib.localbatch.api.resources import ResourceOperations
 from chalicelib.localbatch.errors import ClientException
@@ -35,12 +34,12 @@ class JobOperations:
     """Operations on jobs. Callers hold the engine lock and wake the scheduler afterwards."""
 
     def __init__(self, scheduler: Scheduler, resources: ResourceOperations) -> None:
-        self.s = scheduler
-        self.r = resources
+        self.scheduler = scheduler
+        self.resources = resources
         self._seq = scheduler.store.max_submission_seq()
 
     def job(self, job_id: Any, field: str = "jobId") -> Job:
-        job = self.s.jobs.get(v.as_str(job_id, field, min_len=1))
+        job = self.scheduler.jobs.get(validation.as_str(job_id, field, min_len=1))
         if job is None:
             raise ClientException(f"{field}: job {job_id!r} does not exist")
         return job
@@ -50,48 +49,48 @@ class JobOperations:
         size = len(json.dumps(body))
         if size > MAX_SUBMIT_BYTES:
             raise ClientException(f"Job size must be less than 30 KiB, got {(size + 1023) // 1024} KiB")
-        v.unknown_keys(body, _SUBMIT_KEYS, "SubmitJob")
+        validation.unknown_keys(body, _SUBMIT_KEYS, "SubmitJob")
         for unsupported in ("nodeOverrides", "eksPropertiesOverride", "ecsPropertiesOverride",
                             "consumableResourcePropertiesOverride"):
             if body.get(unsupported) is not None:
                 raise ClientException(f"{unsupported}: not supported by the local engine")
-        name = v.as_str(v.require(body, "jobName"), "jobName", pattern=v.NAME_RE,
+        name = validation.as_str(validation.require(body, "jobName"), "jobName", pattern=validation.NAME_RE,
                         expected="1-128 characters: a letter or digit, then letters, digits, '-' or '_'")
-        queue = self.r.queue(v.require(body, "jobQueue"), "jobQueue")
+        queue = self.resources.queue(validation.require(body, "jobQueue"), "jobQueue")
         if queue.state != "ENABLED":
             raise ClientException(f"jobQueue: {queue.name!r} is DISABLED and accepts no new jobs")
-        jd = self.r.job_definition(v.require(body, "jobDefinition"), "jobDefinition")
+        jd = self.resources.job_definition(validation.require(body, "jobDefinition"), "jobDefinition")
         if jd.status != "ACTIVE":
             raise ClientException(f"jobDefinition: {jd.name}:{jd.revision} is INACTIVE")
         array_size = self._array_size(body.get("arrayProperties"))
         depends_on = self._depends_on(body.get("dependsOn"), array_size)
-        params = {**jd.body.get("parameters", {}), **v.as_str_map(body.get("parameters") or {}, "parameters")}
-        overrides = v.as_dict(body.get("containerOverrides") or {}, "containerOverrides")
-        v.unknown_keys(overrides, _OVERRIDE_KEYS, "containerOverrides")
+        params = {**jd.body.get("parameters", {}), **validation.as_str_map(body.get("parameters") or {}, "parameters")}
+        overrides = validation.as_dict(body.get("containerOverrides") or {}, "containerOverrides")
+        validation.unknown_keys(overrides, _OVERRIDE_KEYS, "containerOverrides")
         container, resources = self._effective_container(jd.body["containerProperties"], overrides, params)
         strategy = shapes.retry_strategy(body["retryStrategy"]) if body.get("retryStrategy") is not None \
             else jd.body.get("retryStrategy")
         timeout = shapes.timeout(body["timeout"]) if body.get("timeout") is not None \
             else (jd.body.get("timeout") or {}).get("attemptDurationSeconds")
-        tags = v.tags(body.get("tags") or {})
-        propagate = v.as_bool(body.get("propagateTags", jd.body.get("propagateTags", False)), "propagateTags")
+        tags = validation.tags(body.get("tags") or {})
+        propagate = validation.as_bool(body.get("propagateTags", jd.body.get("propagateTags", False)), "propagateTags")
         share = body.get("shareIdentifier")
         if share is not None:
             if not queue.scheduling_policy_arn:
                 raise ClientException("shareIdentifier: only allowed on a job queue with a fair-share policy")
-            v.as_str(share, "shareIdentifier", pattern=_SHARE_RE, expected="up to 255 letters or digits")
+            validation.as_str(share, "shareIdentifier", pattern=_SHARE_RE, expected="up to 255 letters or digits")
         elif queue.scheduling_policy_arn:
             raise ClientException("shareIdentifier: is required on a job queue with a fair-share policy")
         priority = body.get("schedulingPriorityOverride", jd.body.get("schedulingPriority"))
         if priority is not None:
-            v.as_int(priority, "schedulingPriorityOverride", minimum=0, maximum=9999)
+            validation.as_int(priority, "schedulingPriorityOverride", minimum=0, maximum=9999)
         failure = None
         if propagate and len({**jd.body.get("tags", {}), **tags}) > 50:
             failure = "Tag propagation failed: more than 50 tags"
         if len(json.dumps(overrides, separators=(",", ":"))) > MAX_OVERRIDES_CHARS:
             failure = f"Container Overrides length must be at most {MAX_OVERRIDES_CHARS}"
         self._seq += 1
-        now = self.s.now()
+        now = self.scheduler.now()
         sub = Submission(
             job_id=arns.new_job_id(), seq=self._seq, name=name, queue=queue.name, job_definition=jd.arn,
             container=container, resources=resources, parameters=params, retry_strategy=strategy,
@@ -100,44 +99,44 @@ class JobOperations:
             created_at=now, failure=failure,
         )
         job = Job(job_id=sub.job_id, sub=sub, index=None, status=JobStatus.SUBMITTED, created_at=now)
-        with self.s.store.transaction():
-            self.s.store.insert_submission(sub)
-            self.s.store.upsert_jobs([job])
-        self.s.jobs[job.job_id] = job
-        self.s.top_level.append(job)
-        self.s.admissions.append(job)
+        with self.scheduler.store.transaction():
+            self.scheduler.store.insert_submission(sub)
+            self.scheduler.store.upsert_jobs([job])
+        self.scheduler.jobs[job.job_id] = job
+        self.scheduler.top_level.append(job)
+        self.scheduler.admissions.append(job)
         return {"jobArn": arns.job_arn(job.job_id), "jobName": name, "jobId": job.job_id}
 
     @staticmethod
     def _array_size(value: Any) -> int | None:
         if value is None:
             return None
-        props = v.as_dict(value, "arrayProperties")
+        props = validation.as_dict(value, "arrayProperties")
         if props.get("size") is None:
             return None
-        return v.as_int(props["size"], "arrayProperties.size", minimum=2, maximum=MAX_ARRAY_SIZE)
+        return validation.as_int(props["size"], "arrayProperties.size", minimum=2, maximum=MAX_ARRAY_SIZE)
 
     def _depends_on(self, value: Any, array_size: int | None) -> list[dict[str, str]]:
         if value is None:
             return []
-        entries = v.as_list(value, "dependsOn")
+        entries = validation.as_list(value, "dependsOn")
         if len(entries) > MAX_DEPENDENCIES:
             raise ClientException(f"dependsOn: Job cannot have more than {MAX_DEPENDENCIES} dependencies, "
                                   f"got {len(entries)}")
         result = []
         for i, entry in enumerate(entries):
             path = f"dependsOn[{i}]"
-            entry = v.as_dict(entry, path)
+            entry = validation.as_dict(entry, path)
             kind = entry.get("type")
             if kind is not None:
-                kind = v.as_enum(kind, f"{path}.type", ("N_TO_N", "SEQUENTIAL"))
+                kind = validation.as_enum(kind, f"{path}.type", ("N_TO_N", "SEQUENTIAL"))
             if kind == "SEQUENTIAL":
                 if array_size is None:
                     raise ClientException(f"{path}.type: SEQUENTIAL is only valid on an array job")
                 result.append({"type": "SEQUENTIAL"})
                 continue
-            job_id = v.as_str(v.require(entry, "jobId", f"{path}.jobId"), f"{path}.jobId", min_len=1)
-            if job_id not in self.s.jobs and not self._is_child_of_known_array(job_id):
+            job_id = validation.as_str(validation.require(entry, "jobId", f"{path}.jobId"), f"{path}.jobId", min_len=1)
+            if job_id not in self.scheduler.jobs and not self._is_child_of_known_array(job_id):
                 raise ClientException(f"{path}.jobId: job {job_id!r} does not exist")
             dep = {"jobId": job_id}
             if kind:
@@ -148,7 +147,7 @@ class JobOperations:
     def _is_child_of_known_array(self, job_id: str) -> bool:
         # Children of an array submitted moments ago may not be spawned yet.
         parent_id, _, index = job_id.rpartition(":")
-        parent = self.s.jobs.get(parent_id)
+        parent = self.scheduler.jobs.get(parent_id)
         return bool(parent and parent.sub.array_size and index.isdigit() and str(int(index)) == index
                     and int(index) < parent.sub.array_size)  # "p:01" is no child id: it would never resolve
 
@@ -175,7 +174,7 @@ class JobOperations:
                 if base.get("resourceRequirements") and any(r.get("type") == kind for r in base["resourceRequirements"]):
                     raise ClientException(f"containerOverrides.{legacy}: cannot override a {kind} set through "
                                           "resourceRequirements in the job definition")
-                override_reqs.setdefault(kind, str(v.as_int(overrides[legacy], f"containerOverrides.{legacy}",
+                override_reqs.setdefault(kind, str(validation.as_int(overrides[legacy], f"containerOverrides.{legacy}",
                                                             minimum=1 if kind == "VCPU" else 4)))
         requirements.update(override_reqs)
         resources = shapes.to_resources(requirements, "resourceRequirements")
@@ -187,12 +186,12 @@ class JobOperations:
 
     # -- DescribeJobs / ListJobs ----------------------------------------------------------------
     def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
-        ids = v.as_list(v.require(body, "jobs"), "jobs")
+        ids = validation.as_list(validation.require(body, "jobs"), "jobs")
         if len(ids) > MAX_DESCRIBE:
             raise ClientException(f"jobs: Maximum number of jobs supported is {MAX_DESCRIBE}, got {len(ids)}")
         found = []
         for i, job_id in enumerate(ids):
-            job = self.s.jobs.get(v.as_str(job_id, f"jobs[{i}]"))
+            job = self.scheduler.jobs.get(validation.as_str(job_id, f"jobs[{i}]"))
             if job is not None:  # unknown ids are left out, as AWS does
                 found.append(json.loads(wire.detail_json(job)))
         return {"jobs": found}
@@ -204,20 +203,20 @@ class JobOperations:
         if selectors[0] == "multiNodeJobId":
             raise ClientException("multiNodeJobId: multi-node parallel jobs are not supported by the local engine")
         if selectors[0] == "jobQueue":
-            queue = self.r.queue(body["jobQueue"], "jobQueue")
-            jobs = [j for j in self.s.top_level if j.sub.queue == queue.name]
+            queue = self.resources.queue(body["jobQueue"], "jobQueue")
+            jobs = [j for j in self.scheduler.top_level if j.sub.queue == queue.name]
         else:
             parent = self.job(body["arrayJobId"], "arrayJobId")
             if parent.sub.array_size is None or parent.index is not None:
                 raise ClientException(f"arrayJobId: {parent.job_id!r} is not an array job")
             jobs = list(parent.children or [])
-        filters = v.as_list(body.get("filters") or [], "filters", max_items=1)
+        filters = validation.as_list(body.get("filters") or [], "filters", max_items=1)
         if filters:
-            jobs = self._apply_filter(jobs, v.as_dict(filters[0], "filters[0]"))
+            jobs = self._apply_filter(jobs, validation.as_dict(filters[0], "filters[0]"))
             jobs = sorted(jobs, key=lambda j: j.created_at, reverse=True)
             limit = 100
         else:
-            status = v.as_enum(body.get("jobStatus") or "RUNNING", "jobStatus", ALL_STATUSES)
+            status = validation.as_enum(body.get("jobStatus") or "RUNNING", "jobStatus", ALL_STATUSES)
             jobs = [j for j in jobs if j.status.value == status]
             limit = 1000
         items, token = page(jobs, body, "maxResults", limit=limit)
@@ -225,13 +224,13 @@ class JobOperations:
 
     @staticmethod
     def _apply_filter(jobs: list[Job], entry: dict[str, Any]) -> list[Job]:
-        name = v.as_enum(v.require(entry, "name", "filters[0].name"), "filters[0].name",
+        name = validation.as_enum(validation.require(entry, "name", "filters[0].name"), "filters[0].name",
                          ("JOB_NAME", "JOB_DEFINITION", "BEFORE_CREATED_AT", "AFTER_CREATED_AT",
                           "SHARE_IDENTIFIER"))
-        values = v.as_list(v.require(entry, "values", "filters[0].values"), "filters[0].values", max_items=1)
+        values = validation.as_list(validation.require(entry, "values", "filters[0].values"), "filters[0].values", max_items=1)
         if not values:
             raise ClientException("filters[0].values: one value is required")
-        value = v.as_str(values[0], "filters[0].values[0]", min_len=1)
+        value = validation.as_str(values[0], "filters[0].values[0]", min_len=1)
         if name == "JOB_NAME":
             low = value.lower()
             if low.endswith("*"):
@@ -246,7 +245,7 @@ class JobOperations:
             return [j for j in jobs if j.sub.job_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0] == text]
         if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
             if not value.isdigit():
-                raise v.fail("filters[0].values[0]", "epoch milliseconds as a string", value)
+                raise validation.fail("filters[0].values[0]", "epoch milliseconds as a string", value)
             moment = int(value)
             if name == "BEFORE_CREATED_AT":
                 return [j for j in jobs if j.created_at < moment]
@@ -255,14 +254,14 @@ class JobOperations:
 
     # -- CancelJob / TerminateJob ---------------------------------------------------------------
     def _reason(self, body: dict[str, Any]) -> str:
-        return v.as_str(v.require(body, "reason"), "reason", max_len=1024)
+        return validation.as_str(validation.require(body, "reason"), "reason", max_len=1024)
 
     def cancel_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        job = self.job(v.require(body, "jobId"))
-        self.s.cancel(job, self._reason(body))
+        job = self.job(validation.require(body, "jobId"))
+        self.scheduler.cancel(job, self._reason(body))
         return {}
 
     def terminate_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        job = self.job(v.require(body, "jobId"))
-        self.s.terminate(job, self._reason(body))
+        job = self.job(validation.require(body, "jobId"))
+        self.scheduler.terminate(job, self._reason(body))
         return {}

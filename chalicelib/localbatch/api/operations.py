@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.localbatch.api import validation as v
+from chalicelib.localbatch.api import validation
 from chalicelib.localbatch.api.jobs import JobOperations
 from chalicelib.localbatch.api.resources import ResourceOperations
 from chalicelib.localbatch.errors import ClientException
@@ -52,7 +52,7 @@ class BatchService:
         if entry is None:
             raise ClientException(f"{operation}: operation not supported by the local engine")
         if not isinstance(body, dict):
-            raise v.fail("request body", "a JSON object", body)
+            raise validation.fail("request body", "a JSON object", body)
         attr, changes_schedule = entry
         target = self.jobs if hasattr(self.jobs, attr) else self.resources
         with self.lock:

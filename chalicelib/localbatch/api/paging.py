@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any, TypeVar
 
-from chalicelib.localbatch.api import validation as v
+from chalicelib.localbatch.api import validation
 from chalicelib.localbatch.errors import ClientException
 
 T = TypeVar("T")
@@ -17,7 +17,7 @@ def _encode(offset: int) -> str:
 
 def _decode(token: Any) -> int:
     try:
-        text = base64.urlsafe_b64decode(v.as_str(token, "nextToken", min_len=1).encode()).decode()
+        text = base64.urlsafe_b64decode(validation.as_str(token, "nextToken", min_len=1).encode()).decode()
         kind, _, number = text.partition(":")
         if kind != "offset" or not number.isdigit():
             raise ValueError(kind)
@@ -30,7 +30,7 @@ def page(items: list[T], body: dict[str, Any], key: str, *, limit: int) -> tuple
     """Returns one page and, when more remain, {"nextToken": ...}."""
     size = limit
     if body.get(key) is not None:
-        size = v.as_int(body[key], key, minimum=1, maximum=limit)
+        size = validation.as_int(body[key], key, minimum=1, maximum=limit)
     start = _decode(body["nextToken"]) if body.get("nextToken") else 0
     chunk = items[start:start + size]
     if start + size < len(items):

@@ -91,6 +91,14 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+class ArmingExecutor(Executor, Protocol):
+    """An executor that can hold a successor's launch and start it the moment a running attempt
+    exits (the spawner; see scheduling/arming.py). Others simply have no ``arm``."""
+
+    def arm(self, host_key: str, request: LaunchRequest) -> bool: ...
+    def disarm(self, host_key: str) -> None: ...
+
+
 @dataclass(eq=False)
 class _Attempt:
     key: str

@@ -22,17 +22,18 @@ it withdrawn when it could have their slot, so a chain never holds it back for l
 the attempt running now. An engine killed meanwhile loses nothing: the spawner starts no armed
 launch after its engine is gone, and one started just before is found by its log file.
 
-Part of the Scheduler (mixed in); it works on the scheduler's state under the engine lock.
+The Scheduler holds one Arming (with the executor's `arm` when it has one); all under the engine lock.
 """
 
 from __future__ import annotations
 
-import heapq
+from typing import cast
 
-from chalicelib.localbatch.execution.executor import ExitInfo
+from chalicelib.localbatch.execution.executor import ArmingExecutor, Executor, ExitInfo
 from chalicelib.localbatch.model import Job, JobStatus
+from chalicelib.localbatch.scheduling.attempts import LIVE, Attempts
+from chalicelib.localbatch.scheduling.state import SchedulerState, Transitions, attempt_key
 
-_LIVE = (JobStatus.STARTING, JobStatus.RUNNING)
 # Successors per running attempt, as a chain (X -> Y -> Z): one is not enough when a job
 # is shorter than the engine's reaction to an exit under load, since Z must be armed on Y
 # before Y ends for the slot never to wait.
@@ -40,56 +41,72 @@ CHAIN_DEPTH = 3
 REQUEUE = ("requeue", "")
 
 
-class ArmingMixin:
-    """Scheduler methods that arm, take over and withdraw successor launches."""
+class Arming:
+    """Arms, takes over and withdraws successor launches."""
 
-    def _arm_successors(self) -> None:
+    def __init__(self, state: SchedulerState, transitions: Transitions, attempts: Attempts,
+                 executor: Executor) -> None:
+        self.state = state
+        self.transitions = transitions
+        self.attempts = attempts
+        self.executor = executor
+        # Only some executors can hold a launch (the spawner); without `arm` nothing is ever armed.
+        self._holder = cast(ArmingExecutor, executor) if hasattr(executor, "arm") else None
+        self._spares: dict[str, str] = {}  # armed attempt key -> the spare log it carries
+
+    @property
+    def enabled(self) -> bool:
+        return self._holder is not None
+
+    def arm_successors(self) -> None:
         """Arms the queue heads that did not fit on running attempts that have no successor yet."""
-        if self._arm is None:
+        if self._holder is None:
             return
-        if self.armed:
+        state = self.state
+        if state.armed:
             self._withdraw_outranked()
-        if len(self.armed) >= CHAIN_DEPTH * len(self.running):
+        if len(state.armed) >= CHAIN_DEPTH * len(state.running):
             return
-        hosts = [(key, job) for key, job in self.running.items()
-                 if key not in self.armed and job.status in _LIVE and job.stop_cause is None and not job.gpu_ids]
-        hosts += [(key, job) for key, job in ((self.attempt_key(job), job) for job in self.armed.values())
-                  if key not in self.armed and job.disarm_action is None]
-        for queue in self._queues_by_priority():
+        hosts = [(key, job) for key, job in state.running.items()
+                 if key not in state.armed and job.status in LIVE and job.stop_cause is None and not job.gpu_ids]
+        hosts += [(key, job) for key, job in ((attempt_key(job), job) for job in state.armed.values())
+                  if key not in state.armed and job.disarm_action is None]
+        for queue in state.queues_by_priority():
             ce_names = {name for _, name in queue.ce_order}
-            while hosts and (job := self._head(queue)) is not None:
+            while hosts and (job := state.head(queue)) is not None:
                 host = self._host_for(job, ce_names, hosts)
                 if host is None:
                     break  # FIFO: the head waits for a slot it fits, and the rest behind it
                 key, running = host
                 if not self._arm_on(key, running, job):
                     break  # the executor refused it: placement launches it and reports why
-                heapq.heappop(self._runnable[queue.name])
+                state.pop_head(queue)
                 hosts.remove(host)
             if not hosts:
                 return
 
     def _rank(self, job: Job) -> tuple[float, ...]:
         """Where placement takes the job: queue priority, then queue, then submission order."""
-        queue = self.queues.get(job.sub.queue)
+        queue = self.state.queues.get(job.sub.queue)
         if queue is None:
             return (float("inf"),)
         return (-queue.priority, queue.seq, job.sub.seq, -1 if job.index is None else job.index)
 
     def _withdraw_outranked(self) -> None:
         """Withdraws armed jobs that a waiting job ranks before, when it could have their slot."""
-        armed = [(self._rank(job), job) for job in self.armed.values() if job.disarm_action is None]
+        state = self.state
+        armed = [(self._rank(job), job) for job in state.armed.values() if job.disarm_action is None]
         if not armed:
             return
         latest = max(rank for rank, _ in armed)
-        for queue in self._queues_by_priority():
-            head = self._head(queue)
+        for queue in state.queues_by_priority():
+            head = state.head(queue)
             if head is None:
                 continue
             rank = self._rank(head)
             if rank >= latest:
                 return  # queues come in priority order: every later head ranks lower still
-            slots = [*self.running.items(), *((self.attempt_key(job), job) for job in self.armed.values())]
+            slots = [*state.running.items(), *((attempt_key(job), job) for job in state.armed.values())]
             if self._host_for(head, {name for _, name in queue.ce_order}, slots) is None:
                 continue  # it could not take an armed job's slot anyway
             for job_rank, job in armed:
@@ -103,69 +120,74 @@ class ArmingMixin:
             return None
         for host in hosts:
             held = host[1].sub.resources
-            ce = self.ces.get(host[1].placed_ce or "")
+            ce = self.state.ces.get(host[1].placed_ce or "")
             if (ce is not None and ce.name in ce_names and ce.state == "ENABLED"
                     and res.vcpus <= held.vcpus + 1e-9 and res.memory_mib <= held.memory_mib):
                 return host
         return None
 
     def _arm_on(self, host_key: str, host: Job, job: Job) -> bool:
-        key = self.attempt_key(job)
-        request = self._launch_request(job, key, ce_name=host.placed_ce or "",
-                                       log_stream=self.log_stream_for(job, job.attempt_number))
-        if not self._arm(host_key, request):
-            self._return_workdir(job)
-            self._return_spare(request.spare_log)
+        assert self._holder is not None
+        key = attempt_key(job)
+        request = self.attempts.launch_request(job, key, ce_name=host.placed_ce or "",
+                                               log_stream=self.attempts.log_stream_for(job, job.attempt_number))
+        if not self._holder.arm(host_key, request):
+            self.attempts.return_workdir(job)
+            self.attempts.return_spare(request.spare_log)
             return False
         if request.spare_log:
-            self._armed_spares[key] = request.spare_log
+            self._spares[key] = request.spare_log
         job.placed_ce = host.placed_ce  # scheduling state only: the job shows nothing until it starts
         job.armed_on = host_key
-        self.armed[host_key] = job
+        self.state.armed[host_key] = job
         return True
 
-    def _take_over(self, job: Job) -> None:
+    def take_successor(self, host_key: str) -> Job | None:
+        """The job armed on attempt `host_key`, which has just ended (the spawner started it, if any)."""
+        return self.state.armed.pop(host_key, None)
+
+    def take_over(self, job: Job) -> None:
         """The spawner started armed `job` in place of the attempt that just ended: account for it."""
         job.armed_on = None
         action, job.disarm_action = job.disarm_action, None
-        key = self.attempt_key(job)
-        self._armed_spares.pop(key, None)  # renamed into place by the spawner
+        key = attempt_key(job)
+        self._spares.pop(key, None)  # renamed into place by the spawner
         if job.status is not JobStatus.RUNNABLE:  # defensive: it left RUNNABLE some other way
             self.executor.stop(key, 0)
             return
-        ce = self.ces.get(job.placed_ce or "")
+        ce = self.state.ces.get(job.placed_ce or "")
         if ce is None:  # its environment was deleted meanwhile (deleting one withdraws first)
             self.executor.stop(key, 0)
             return
-        self._start(job, ce, launched=True)
-        self.running[key] = job
+        self.attempts.start(job, ce, launched=True)
+        self.state.running[key] = job
         if action is not None and action[0] == "terminate":
             job.stop_cause, job.stop_reason = "terminate", action[1]
-        self.launched.append((key, 0, self.now()))
+        self.attempts.launched.append((key, 0, self.transitions.now()))
 
-    def _withdrawn(self, info: ExitInfo) -> bool:
+    def withdrawn(self, info: ExitInfo) -> bool:
         """Handles the end of an armed launch that never started (withdrawn, or its spawner lost).
 
         Returns False when `info` is not about an armed job.
         """
-        job = self.jobs.get(info.attempt_key.rsplit("#", 1)[0])
-        if job is None or job.armed_on is None or self.attempt_key(job) != info.attempt_key:
+        job = self.state.jobs.get(info.attempt_key.rsplit("#", 1)[0])
+        if job is None or job.armed_on is None or attempt_key(job) != info.attempt_key:
             return False
-        if self.armed.get(job.armed_on) is job:
-            del self.armed[job.armed_on]
+        if self.state.armed.get(job.armed_on) is job:
+            del self.state.armed[job.armed_on]
         job.armed_on = None
         job.placed_ce = None
-        self._return_workdir(job)
-        self._return_spare(self._armed_spares.pop(info.attempt_key, ""))
+        self.attempts.return_workdir(job)
+        self.attempts.return_spare(self._spares.pop(info.attempt_key, ""))
         action, job.disarm_action = job.disarm_action, None
         if action is None or action is REQUEUE:
-            self._push_runnable(job)  # same place in its queue as before: FIFO is kept
+            self.state.push_runnable(job)  # same place in its queue as before: FIFO is kept
         elif action[0] == "cancel":
             job.is_cancelled = True
-            self.set_status(job, JobStatus.FAILED, action[1])
+            self.transitions.set_status(job, JobStatus.FAILED, action[1])
         else:
             job.is_terminated = True
-            self.set_status(job, JobStatus.FAILED, action[1])
+            self.transitions.set_status(job, JobStatus.FAILED, action[1])
         return True
 
     def withdraw(self, job: Job, action: tuple[str, str]) -> None:
@@ -177,24 +199,15 @@ class ArmingMixin:
             job.disarm_action = action
         # The spawner drops the chain behind it too: nothing may be armed on those any more,
         # or it would start at once on a slot that is not free.
-        behind = self.armed.get(self.attempt_key(job))
+        behind = self.state.armed.get(attempt_key(job))
         while behind is not None:
             if behind.disarm_action is None:
                 behind.disarm_action = REQUEUE
-            behind = self.armed.get(self.attempt_key(behind))
-        if job.armed_on is not None:
-            self.executor.disarm(job.armed_on)
+            behind = self.state.armed.get(attempt_key(behind))
+        if job.armed_on is not None and self._holder is not None:  # armed_on is set only with a holder
+            self._holder.disarm(job.armed_on)
 
     def withdraw_all(self) -> None:
         """Withdraws every armed launch, to be placed again under new settings."""
-        for job in list(self.armed.values()):
+        for job in list(self.state.armed.values()):
             self.withdraw(job, REQUEUE)
-
-    def _return_spare(self, path: str) -> None:
-        if path and self.log_pool is not None:
-            self.log_pool.give_back(path)  # the spawner never launched it: the file is still a spare
-
-    def _return_workdir(self, job: Job) -> None:
-        workdir, job.workdir = job.workdir, ""
-        if workdir:
-            self._free_scratch.append(workdir)  # never handed to a process: still empty (or absent)

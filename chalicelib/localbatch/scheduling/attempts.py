@@ -1,6 +1,7 @@
-"""Attempts: placement onto an environment, launch, RUNNING, timers, and how an attempt ends.
+"""Attempts: placement onto an environment, launch, RUNNING, attempt timers, and an attempt's end.
 
-Part of the Scheduler (mixed in); it works on the scheduler's state under the engine lock.
+The Scheduler holds one Attempts; it decides what follows an end (SUCCEEDED, a retry or
+FAILED), Attempts only records how the attempt ended. All under the engine lock.
 """
 
 from __future__ import annotations
@@ -8,10 +9,16 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chalicelib.localbatch import arns
-from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.executor import Executor, ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.logpool import LogPool
 from chalicelib.localbatch.ids import hex_id
 from chalicelib.localbatch.model import (
     REASON_EXITED,
@@ -22,9 +29,10 @@ from chalicelib.localbatch.model import (
     JobStatus,
     host_terminated_reason,
 )
-from chalicelib.localbatch.scheduling import retry
+from chalicelib.localbatch.scheduling.state import EngineOptions, SchedulerState, Transitions, attempt_key
 
 RECLAIM_TAG = "conveyor:reclaim-rate"
+LIVE = (JobStatus.STARTING, JobStatus.RUNNING)
 
 
 def _is_empty_dir(path: str) -> bool:
@@ -35,13 +43,53 @@ def _is_empty_dir(path: str) -> bool:
         return False
 
 
-class AttemptsMixin:
-    """Scheduler methods for one attempt's life, from placement to its end."""
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How an attempt ended, as recorded in the job's attempts."""
 
-    def _start(self, job: Job, ce: ComputeEnvironment, launched: bool = False) -> None:
+    cause: str | None  # why the engine stopped it ("timeout", "terminate", "reclaim"), None if it ended alone
+    status_reason: str
+    exit_code: int | None
+    reason: str | None  # the container's reason (OOM, start error), if any
+    started: bool
+
+    @property
+    def succeeded(self) -> bool:
+        return self.cause is None and self.started and self.exit_code == 0
+
+
+class Attempts:
+    """One attempt's life, from placement to its end, and the files it leaves (scratch, log)."""
+
+    def __init__(self, state: SchedulerState, transitions: Transitions, executor: Executor,
+                 options: EngineOptions, rng: random.Random, data_dir: Path, exits: deque[ExitInfo]) -> None:
+        self.state = state
+        self.transitions = transitions
+        self.executor = executor
+        self.options = options
+        self.random = rng
+        self.exits = exits  # a failed start is reported here, as its exit
+        self._work_root = str(data_dir / "work")  # plain strings: pathlib costs show up per job
+        self._log_root = str(data_dir / "logs")
+        self.launches: list[Job] = []  # placed in this tick, launched at its end
+        self.launched: deque[tuple[str, int, int]] = deque()  # (attempt key, pid, started at)
+        # Set by the engine to fork on its own threads; None launches inline (tests, FakeExecutor).
+        self.launcher: Callable[[list[LaunchRequest]], None] | None = None
+        # Spare log files (logpool.py), set by the engine for executors that rename them into place.
+        self.log_pool: LogPool | None = None
+        self.ended_logs: list[str] = []  # logs of ended attempts, recyclable once that end is committed
+        # (path, keep_as): the engine renames a failed attempt's scratch to keep_as (kept for
+        # inspection) or, with None, deletes a succeeded attempt's leftovers, off the hot path.
+        self.scratch_done: Callable[[tuple[str, str | None]], None] = lambda item: None
+        self._free_scratch: list[str] = []
+        self._scratch_seq = 0
+        self._boot = hex_id(6)  # scratch names never collide with a previous engine's leftovers
+
+    # -- placement and launch -------------------------------------------------------------------
+    def start(self, job: Job, ce: ComputeEnvironment, launched: bool = False) -> None:
         """Places the job on `ce` (STARTING); `launched`: its process was started already (armed)."""
         res = job.sub.resources
-        job.gpu_ids = self.ledger.take(res)
+        job.gpu_ids = self.state.ledger.take(res)
         ce.used_vcpus += res.vcpus
         job.placed_ce = ce.name
         job.instance_id = "i-" + hex_id(17)
@@ -49,30 +97,28 @@ class AttemptsMixin:
         job.container_reason = None
         job.stop_cause = None
         job.log_stream = self.log_stream_for(job, job.attempt_number)
-        self._blocked_reported.discard(job.job_id)
+        self.state.blocked_reported.discard(job.job_id)
         job.status_reason = None
-        self.set_status(job, JobStatus.STARTING)
+        self.transitions.set_status(job, JobStatus.STARTING)
         if not launched:
-            self._launches.append(job)
+            self.launches.append(job)
 
-    def attempt_key(self, job: Job) -> str:
-        return f"{job.job_id}#{job.attempt_number}"
-
-    def _dispatch_launches(self) -> None:
+    def dispatch(self) -> None:
+        """Launches the attempts placed in this tick."""
         batch = []
-        launches, self._launches = self._launches, []
+        launches, self.launches = self.launches, []
         for job in launches:
             if job.status is not JobStatus.STARTING:
                 continue  # terminated between placement and launch
-            key = self.attempt_key(job)
-            self.running[key] = job
-            batch.append(self._launch_request(job, key))
+            key = attempt_key(job)
+            self.state.running[key] = job
+            batch.append(self.launch_request(job, key))
         if self.launcher is not None:
             self.launcher(batch)  # the engine forks on its own threads, in parallel
             return
         for request in batch:
-            self.launched.append((request.attempt_key, self.launch_one(request), self.now()))
-        self._drain_launched()
+            self.launched.append((request.attempt_key, self.launch_one(request), self.transitions.now()))
+        self.drain_launched()
 
     def launch_one(self, request: LaunchRequest) -> int:
         """Starts one attempt; any launch failure becomes the attempt's failed start.
@@ -87,28 +133,29 @@ class AttemptsMixin:
             self.exits.append(ExitInfo(request.attempt_key, None, f"CannotStartContainerError: {err}", False))
             return -1
 
-    def _drain_launched(self) -> None:
+    def drain_launched(self) -> None:
+        """Attempts whose processes started go RUNNING."""
         while self.launched:
             key, pid, started_at = self.launched.popleft()
-            job = self.running.get(key)
+            job = self.state.running.get(key)
             if job is None or pid < 0 or job.status is not JobStatus.STARTING:
                 continue  # failed starts arrive as exits; ended attempts need nothing
-            self._mark_running(job, key, started_at)
+            self.mark_running(job, key, started_at)
             if job.stop_cause == "terminate":
                 self.executor.stop(key, self.options.kill_grace_seconds)
 
-    def _mark_running(self, job: Job, key: str, started_at: int) -> None:
+    def mark_running(self, job: Job, key: str, started_at: int) -> None:
         job.started_at = started_at
-        self.set_status(job, JobStatus.RUNNING)
+        self.transitions.set_status(job, JobStatus.RUNNING)
         if job.sub.timeout_seconds:
-            heapq.heappush(self._timers, (started_at + job.sub.timeout_seconds * 1000, "timeout", key))
+            heapq.heappush(self.state.timers, (started_at + job.sub.timeout_seconds * 1000, "timeout", key))
         rate = self._reclaim_rate(job.placed_ce)
         if rate > 0 and self.random.random() < rate:
             delay = self.random.uniform(0.05, self.options.reclaim_window_seconds)
-            heapq.heappush(self._timers, (started_at + int(delay * 1000), "reclaim", key))
+            heapq.heappush(self.state.timers, (started_at + int(delay * 1000), "reclaim", key))
 
     def _reclaim_rate(self, ce_name: str | None) -> float:
-        ce = self.ces.get(ce_name or "")
+        ce = self.state.ces.get(ce_name or "")
         if ce is None or ce.resource_type not in ("SPOT", "FARGATE_SPOT"):
             return 0.0
         tagged = ce.tags.get(RECLAIM_TAG)
@@ -117,8 +164,8 @@ class AttemptsMixin:
         except ValueError:
             return self.options.spot_reclaim_rate
 
-    def _launch_request(self, job: Job, key: str, ce_name: str | None = None,
-                        log_stream: str | None = None) -> LaunchRequest:
+    def launch_request(self, job: Job, key: str, ce_name: str | None = None,
+                       log_stream: str | None = None) -> LaunchRequest:
         """What to start for the job's attempt; an armed launch passes the values it will get at start."""
         sub = job.sub
         env = {item["name"]: item.get("value", "") for item in sub.container.get("environment", [])}
@@ -144,6 +191,7 @@ class AttemptsMixin:
             spare_log=self.log_pool.take() if self.log_pool is not None else "",
         )
 
+    # -- an attempt's files -----------------------------------------------------------------------
     def workdir(self, job: Job) -> str:
         """A fresh, empty scratch folder for the job's next attempt.
 
@@ -171,42 +219,38 @@ class AttemptsMixin:
     def log_path(self, log_stream: str) -> str:
         return f"{self._log_root}/{log_stream}"
 
+    def return_spare(self, path: str) -> None:
+        if path and self.log_pool is not None:
+            self.log_pool.give_back(path)  # never launched: the file is still a spare
+
+    def return_workdir(self, job: Job) -> None:
+        workdir, job.workdir = job.workdir, ""
+        if workdir:
+            self._free_scratch.append(workdir)  # never handed to a process: still empty (or absent)
+
     # -- timers ---------------------------------------------------------------------------------
-    def _fire_timers(self) -> None:
-        now = self.now()
-        while self._timers and self._timers[0][0] <= now:
-            _, kind, key = heapq.heappop(self._timers)
-            if kind == "blocked":
-                self._expire_blocked(key)
-                continue
-            job = self.running.get(key)
-            if job is None or job.stop_cause is not None:
-                continue
-            job.stop_cause = kind
-            grace = 0.0 if kind == "reclaim" else self.options.kill_grace_seconds
-            self.executor.stop(key, grace)
+    def on_timer(self, kind: str, key: str) -> None:
+        """A "timeout" or "reclaim" timer of attempt `key` is due: the attempt is stopped."""
+        job = self.state.running.get(key)
+        if job is None or job.stop_cause is not None:
+            return
+        job.stop_cause = kind
+        grace = 0.0 if kind == "reclaim" else self.options.kill_grace_seconds
+        self.executor.stop(key, grace)
 
     # -- attempt ends ---------------------------------------------------------------------------
-    def _end_attempt(self, info: ExitInfo) -> None:
-        job = self.running.get(info.attempt_key)
-        if job is None and self._withdrawn(info):
-            return
-        successor = self.armed.pop(info.attempt_key, None)
-        if job is None or job.status not in (JobStatus.STARTING, JobStatus.RUNNING):
-            self.running.pop(info.attempt_key, None)
-            if successor is not None:
-                self._take_over(successor)
-            return
+    def close(self, job: Job, info: ExitInfo) -> None:
+        """The live attempt `info` is about has exited: it leaves the running set and frees its capacity."""
         if job.status is JobStatus.STARTING and info.started:
-            self._mark_running(job, info.attempt_key, self.now())  # exited before its launch was noted
-        del self.running[info.attempt_key]
-        cause = job.stop_cause
-        self._release(job, succeeded=cause is None and info.started and info.exit_code == 0)
+            self.mark_running(job, info.attempt_key, self.transitions.now())  # exited before its launch was noted
+        del self.state.running[info.attempt_key]
+        self.release(job, succeeded=job.stop_cause is None and info.started and info.exit_code == 0)
         if job.log_stream and self.log_pool is not None:
             self.ended_logs.append(self.log_path(job.log_stream))
-        if successor is not None:
-            self._take_over(successor)  # before this job's own retry can queue it ahead
-        now = self.now()
+
+    def record_end(self, job: Job, info: ExitInfo) -> AttemptEnd:
+        """Adds the closed attempt to the job's attempts, with AWS's status reason for how it ended."""
+        cause = job.stop_cause
         exit_code, reason = info.exit_code, info.reason
         if cause == "reclaim":
             status_reason, exit_code, reason = host_terminated_reason(job.instance_id), None, None
@@ -218,19 +262,8 @@ class AttemptsMixin:
             status_reason = REASON_START_FAILED
         else:
             status_reason = REASON_EXITED
-        self._record_attempt(job, now, status_reason, exit_code, reason)
-        if cause is None and info.started and exit_code == 0:
-            self.set_status(job, JobStatus.SUCCEEDED, REASON_EXITED)
-            return
-        retryable = cause not in ("timeout", "terminate") and not job.is_cancelled
-        if retryable and retry.should_retry(job.sub.retry_strategy, len(job.attempts),
-                                            status_reason=status_reason, reason=reason, exit_code=exit_code):
-            # PENDING only for an attempt recovered from a crash whose dependencies are unmet again.
-            self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE, status_reason)
-        else:
-            if cause == "terminate":
-                job.is_terminated = True
-            self.set_status(job, JobStatus.FAILED, status_reason)
+        self._record_attempt(job, self.transitions.now(), status_reason, exit_code, reason)
+        return AttemptEnd(cause, status_reason, exit_code, reason, info.started)
 
     def _record_attempt(self, job: Job, now: int, status_reason: str, exit_code: int | None,
                         reason: str | None) -> None:
@@ -251,11 +284,12 @@ class AttemptsMixin:
         job.exit_code = exit_code
         job.container_reason = reason
 
-    def _release(self, job: Job, succeeded: bool = False) -> None:
-        ce = self.ces.get(job.placed_ce or "")
+    def release(self, job: Job, succeeded: bool = False) -> None:
+        """Gives the attempt's capacity back and hands its scratch folder on."""
+        ce = self.state.ces.get(job.placed_ce or "")
         if ce is not None:
             ce.used_vcpus = max(0.0, ce.used_vcpus - job.sub.resources.vcpus)
-        self.ledger.give_back(job.sub.resources, job.gpu_ids)
+        self.state.ledger.give_back(job.sub.resources, job.gpu_ids)
         job.gpu_ids = ()
         workdir, job.workdir = job.workdir, ""
         if not workdir:

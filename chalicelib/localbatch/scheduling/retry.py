@@ -29,17 +29,21 @@ def rule_matches(rule: dict[str, Any], status_reason: str | None, reason: str | 
     return all(matches(str(rule[key]), value) for key, value in present)
 
 
+def attempts_allowed(strategy: dict[str, Any] | None) -> int:
+    """The most attempts a job gets: retryStrategy.attempts, 1 without a strategy."""
+    return int((strategy or {}).get("attempts") or 1)
+
+
 def should_retry(strategy: dict[str, Any] | None, attempts_made: int, *, status_reason: str | None,
                  reason: str | None, exit_code: int | None) -> bool:
     """Decides whether a failed attempt is retried.
 
-    Timeouts, cancellations and terminations are never passed here: the scheduler ends those
-    jobs without consulting the strategy, as AWS does.
+    Timeouts, cancellations and terminations are never passed here: the scheduler
+    (`Scheduler._settle`) ends those jobs without consulting the strategy, as AWS does.
     """
     if not strategy:
         return False
-    allowed = int(strategy.get("attempts") or 1)
-    if attempts_made >= allowed:
+    if attempts_made >= attempts_allowed(strategy):
         return False
     for rule in strategy.get("evaluateOnExit") or []:
         if rule_matches(rule, status_reason, reason, exit_code):

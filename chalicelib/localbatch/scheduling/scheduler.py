@@ -1,11 +1,16 @@
 """tick(): admissions, dependencies, queue priority, placement, attempt ends, retries, timeouts.
 
-All job state lives in memory here and is mutated only under the engine lock. Ticks collect
-the jobs they changed and the events those changes produced; both are written together in
-one SQLite transaction (a group commit, at most `group_commit_ms` later). An attempt's log
-file, created before its process starts, is its durable trace in between: after a crash the
-engine knows every attempt that may have run. Attempts (attempts.py) and API-driven control
-and recovery (control.py) are mixed into the Scheduler from their own modules.
+All job state lives in memory (state.py) and is mutated only under the engine lock. Ticks
+collect the jobs they changed and the events those changes produced; both are written
+together in one SQLite transaction (a group commit, at most `group_commit_ms` later). An
+attempt's log file, created before its process starts, is its durable trace in between:
+after a crash the engine knows every attempt that may have run.
+
+The Scheduler holds its collaborators, each built here with what it needs: Attempts
+(attempts.py: placement, launch, an attempt's end and files), Arming (arming.py: successor
+launches held by the executor) and Control (control.py: cancel, terminate, recovery). What
+follows an attempt's end, retry included, is decided in one place: `_settle`, which asks
+retry.py.
 """
 
 from __future__ import annotations
@@ -13,47 +18,39 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from chalicelib.localbatch import wire
 from chalicelib.localbatch.clock import Clock
-from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.executor import Executor, ExitInfo, LaunchRequest
 from chalicelib.localbatch.execution.logpool import LogPool
-from chalicelib.localbatch.ids import hex_id
 from chalicelib.localbatch.model import (
     ALL_STATUSES,
     REASON_ARRAY_CHILD_FAILED,
     REASON_DEPENDENCY_FAILED,
-    ComputeEnvironment,
+    REASON_EXITED,
     Job,
-    JobDefinition,
     JobQueue,
     JobStatus,
 )
-from chalicelib.localbatch.scheduling.arming import ArmingMixin
-from chalicelib.localbatch.scheduling.attempts import AttemptsMixin
+from chalicelib.localbatch.scheduling import retry
+from chalicelib.localbatch.scheduling.arming import Arming
+from chalicelib.localbatch.scheduling.attempts import LIVE, AttemptEnd, Attempts
 from chalicelib.localbatch.scheduling.capacity import (
     HostCapacity,
     HostLedger,
     choose_environment,
     never_fits,
 )
-from chalicelib.localbatch.scheduling.control import ControlMixin
+from chalicelib.localbatch.scheduling.control import Control
+from chalicelib.localbatch.scheduling.state import EngineOptions, SchedulerState
 from chalicelib.localbatch.storage.store import Store
 
+__all__ = ["SPAWN_BATCH", "Batch", "EngineOptions", "Scheduler"]
+
 SPAWN_BATCH = 2000  # children created per tick
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    kill_grace_seconds: float = 30.0  # SIGTERM then SIGKILL, as ECS StopTask does
-    spot_reclaim_rate: float = 0.0  # default for SPOT environments without the tag
-    reclaim_window_seconds: float = 2.0  # a reclaimed attempt is lost within this time of starting
-    seed: int | None = None
-    group_commit_ms: int = 10  # the engine loop commits at most this long after a change
 
 
 @dataclass(frozen=True)
@@ -64,60 +61,90 @@ class Batch:
     events: list[tuple[str, int, str]]
 
 
-class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
+class Scheduler:
     """The engine's state machine; the service and the engine loop call it under one lock."""
 
-    def __init__(self, store: Store, executor: Any, clock: Clock, host: HostCapacity, data_dir: Path,
+    def __init__(self, store: Store, executor: Executor, clock: Clock, host: HostCapacity, data_dir: Path,
                  options: EngineOptions | None = None) -> None:
         self.store = store
         self.executor = executor
         self.clock = clock
         self.host = host
-        self.ledger = HostLedger(host)
-        self.data_dir = Path(data_dir)
-        self._work_root = str(self.data_dir / "work")  # plain strings: pathlib costs show up per job
-        self._log_root = str(self.data_dir / "logs")
         self.options = options or EngineOptions()
-        self.random = random.Random(self.options.seed)
-        self.jobs: dict[str, Job] = {}
-        self.top_level: list[Job] = []  # parents and plain jobs, in submission order
-        self.ces: dict[str, ComputeEnvironment] = {}
-        self.queues: dict[str, JobQueue] = {}
-        self.job_definitions: dict[str, list[JobDefinition]] = {}
-        self.running: dict[str, Job] = {}  # attempt key -> job
+        self.state = state = SchedulerState(HostLedger(host))
+        # The tables the API and the engine read, by their familiar names (the same objects).
+        self.ledger = state.ledger
+        self.jobs, self.top_level, self.running = state.jobs, state.top_level, state.running
+        self.ces, self.queues, self.job_definitions = state.ces, state.queues, state.job_definitions
+        self.armed = state.armed
+        self._runnable = state.runnable
         self.admissions: deque[Job] = deque()
-        self.exits: deque[ExitInfo] = deque()
-        self._runnable: dict[str, list[tuple[int, int, str]]] = {}
-        self._timers: list[tuple[int, str, str]] = []  # (due ms, kind, attempt key)
+        self.exits: deque[ExitInfo] = deque()  # attempt ends reported by the executor, settled by tick()
         self._dirty: dict[str, Job] = {}
         self._events: list[tuple[str, int, str]] = []
-        self._launches: list[Job] = []
         self._last_commit_ms = 0
-        self._blocked_reported: set[str] = set()
         self._head_fits: dict[str, str] = {}  # queue -> its head job that fits some environment
         self.on_commit: Callable[[int, list[tuple[str, int, str]]], None] = lambda last_seq, events: None
-        # (path, keep_as): the engine renames a failed attempt's scratch to keep_as (kept for
-        # inspection) or, with None, deletes a succeeded attempt's leftovers, off the hot path.
-        self.scratch_done: Callable[[tuple[str, str | None]], None] = lambda item: None
-        self._free_scratch: list[str] = []
-        self._scratch_seq = 0
-        self._boot = hex_id(6)  # scratch names never collide with a previous engine's leftovers
-        # Set by the engine to fork on its own threads; None launches inline (tests, FakeExecutor).
-        self.launcher: Callable[[list[LaunchRequest]], None] | None = None
-        self.launched: deque[tuple[str, int, int]] = deque()  # (attempt key, pid, started at)
-        # Successor launches held by the executor (arming.py), when it can hold them.
-        self._arm: Callable[[str, LaunchRequest], bool] | None = getattr(executor, "arm", None)
-        self.armed: dict[str, Job] = {}  # running attempt key -> the RUNNABLE job armed on it
-        self._armed_spares: dict[str, str] = {}  # armed attempt key -> the spare log it carries
-        # Spare log files (logpool.py), set by the engine for executors that rename them into place.
-        self.log_pool: LogPool | None = None
-        self.ended_logs: list[str] = []  # logs of ended attempts, recyclable once that end is committed
+        self.attempts = Attempts(state, self, executor, self.options, random.Random(self.options.seed),
+                                 Path(data_dir), self.exits)
+        self.arming = Arming(state, self, self.attempts, executor)
+        self.control = Control(state, self, self.attempts, self.arming, executor, self.options, self._end_attempt)
+
+    # -- what the engine sets and reads on the attempts ------------------------------------------
+    @property
+    def launcher(self) -> Callable[[list[LaunchRequest]], None] | None:
+        """Set by the engine to fork on its own threads; None launches inline (tests, FakeExecutor)."""
+        return self.attempts.launcher
+
+    @launcher.setter
+    def launcher(self, launcher: Callable[[list[LaunchRequest]], None] | None) -> None:
+        self.attempts.launcher = launcher
+
+    @property
+    def log_pool(self) -> LogPool | None:
+        """Spare log files, set by the engine for executors that rename them into place."""
+        return self.attempts.log_pool
+
+    @log_pool.setter
+    def log_pool(self, pool: LogPool | None) -> None:
+        self.attempts.log_pool = pool
+
+    @property
+    def scratch_done(self) -> Callable[[tuple[str, str | None]], None]:
+        """Where ended attempts' scratch folders go (path, keep_as), off the hot path."""
+        return self.attempts.scratch_done
+
+    @scratch_done.setter
+    def scratch_done(self, handler: Callable[[tuple[str, str | None]], None]) -> None:
+        self.attempts.scratch_done = handler
+
+    @property
+    def ended_logs(self) -> list[str]:
+        """Logs of ended attempts, recyclable once that end is committed (the engine takes them)."""
+        return self.attempts.ended_logs
+
+    @ended_logs.setter
+    def ended_logs(self, logs: list[str]) -> None:
+        self.attempts.ended_logs = logs
+
+    @property
+    def launched(self) -> deque[tuple[str, int, int]]:
+        """(attempt key, pid, started at) of launches not yet marked RUNNING."""
+        return self.attempts.launched
+
+    def launch_one(self, request: LaunchRequest) -> int:
+        return self.attempts.launch_one(request)
+
+    def log_path(self, log_stream: str) -> str:
+        return self.attempts.log_path(log_stream)
+
+    log_stream_for = staticmethod(Attempts.log_stream_for)
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def now(self) -> int:
         return self.clock.now_ms()
 
-    def _touch(self, job: Job) -> None:
+    def touch(self, job: Job) -> None:
         """Marks a job changed; its row is written at the next commit, encoded then."""
         self._dirty[job.job_id] = job
         job.encoded_state = ""
@@ -138,16 +165,13 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         self._dirty[job.job_id] = job
         self._events.append((job.job_id, now, "S" + state))
         if status is JobStatus.RUNNABLE:
-            self._push_runnable(job)
+            self.state.push_runnable(job)
         elif status.is_terminal:
             self._on_terminal(job)
 
-    def _push_runnable(self, job: Job) -> None:
-        heap = self._runnable.setdefault(job.sub.queue, [])
-        heapq.heappush(heap, (job.sub.seq, -1 if job.index is None else job.index, job.job_id))
-
     def next_timer_ms(self) -> int | None:
-        due = self._timers[0][0] if self._timers else None
+        timers = self.state.timers
+        due = timers[0][0] if timers else None
         if self._dirty or self._events or self.ended_logs:  # ended logs are handed on at a commit
             flush = self._last_commit_ms + self.options.group_commit_ms
             due = flush if due is None else min(due, flush)
@@ -168,22 +192,23 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
         The changes are committed at the end, or, with `group_commit_ms`, only once that much
         time has passed since the last commit (the engine loop; see the note below).
         """
-        self._drain_launched()
+        attempts = self.attempts
+        attempts.drain_launched()
         while self.exits:
             self._end_attempt(self.exits.popleft())
-        self._drain_launched()  # armed successors taken over just now go RUNNING in this tick
+        attempts.drain_launched()  # armed successors taken over just now go RUNNING in this tick
         self._admit_some()
         self._fire_timers()
         self._place()
-        if self._launches:
+        if attempts.launches:
             # No commit before launching: every attempt's log file is created by the executor
             # before its process starts, at a path derived from the attempt (log_stream_for),
             # so it is the attempt's durable trace. After a kill -9, an attempt that started
             # (and maybe ended) inside the group-commit window is found by that file and ends
             # as a lost host; it never silently runs again as the same attempt.
-            self._dispatch_launches()
-        if self._arm is not None:
-            self._arm_successors()
+            attempts.dispatch()
+        if self.arming.enabled:
+            self.arming.arm_successors()
         # Group commit: state changes and their events reach SQLite together, at most
         # group_commit_ms after they happen, so one transaction carries many jobs. A crash
         # inside that window loses only transitions, never an accepted job (API calls
@@ -269,7 +294,7 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
                         status=JobStatus.PENDING, created_at=now, parent=parent)
             parent.children.append(child)
             self.jobs[child.job_id] = child
-            self._touch(child)
+            self.touch(child)
             self._events.append((child.job_id, now, wire.snapshot_json(child)))
             if parent.cancel_reason:  # the array was cancelled or terminated while it was spawning
                 child.is_cancelled, child.is_terminated = parent.is_cancelled, parent.is_terminated
@@ -346,58 +371,113 @@ class Scheduler(AttemptsMixin, ArmingMixin, ControlMixin):
             self.set_status(current, JobStatus.FAILED, current.cancel_reason or reason)
             work.extend(dependents)
 
+
+    # -- attempt ends ---------------------------------------------------------------------------
+    def _end_attempt(self, info: ExitInfo) -> None:
+        """An attempt ended (or an armed launch was withdrawn): its successor starts, then it is settled."""
+        job = self.running.get(info.attempt_key)
+        if job is None and self.arming.withdrawn(info):
+            return
+        successor = self.arming.take_successor(info.attempt_key)
+        if job is None or job.status not in LIVE:
+            self.running.pop(info.attempt_key, None)
+            if successor is not None:
+                self.arming.take_over(successor)
+            return
+        self.attempts.close(job, info)
+        if successor is not None:
+            self.arming.take_over(successor)  # before this job's own retry can queue it ahead
+        self._settle(job, self.attempts.record_end(job, info))
+
+    def _settle(self, job: Job, end: AttemptEnd) -> None:
+        """What follows an attempt's end: SUCCEEDED, another attempt (retry.py decides), or FAILED.
+
+        Timeouts, terminations and cancelled jobs are never retried, as on AWS.
+        """
+        if end.succeeded:
+            self.set_status(job, JobStatus.SUCCEEDED, REASON_EXITED)
+            return
+        retryable = end.cause not in ("timeout", "terminate") and not job.is_cancelled
+        if retryable and retry.should_retry(job.sub.retry_strategy, len(job.attempts), status_reason=end.status_reason,
+                                            reason=end.reason, exit_code=end.exit_code):
+            # PENDING only for an attempt recovered from a crash whose dependencies are unmet again.
+            self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE, end.status_reason)
+        else:
+            if end.cause == "terminate":
+                job.is_terminated = True
+            self.set_status(job, JobStatus.FAILED, end.status_reason)
+
+    def _fire_timers(self) -> None:
+        timers = self.state.timers
+        now = self.now()
+        while timers and timers[0][0] <= now:
+            _, kind, key = heapq.heappop(timers)
+            if kind == "blocked":
+                self._expire_blocked(key)
+            else:
+                self.attempts.on_timer(kind, key)
+
+    # -- API calls and engine start (control.py) ----------------------------------------------------
+    def cancel(self, job: Job, reason: str) -> None:
+        self.control.cancel(job, reason)
+
+    def terminate(self, job: Job, reason: str) -> None:
+        self.control.terminate(job, reason)
+
+    def recover_lost_attempts(self, jobs: list[Job], orphan_keys: Iterable[str] = ()) -> None:
+        self.control.recover_lost_attempts(jobs, orphan_keys)
+
+    def requeue(self, job: Job) -> None:
+        """Puts a RUNNABLE job loaded from the store back in its queue."""
+        self.state.push_runnable(job)
+
+    def rewire(self, job: Job) -> None:
+        """Re-links a PENDING job loaded from the store to the jobs it waits on."""
+        self._wire_dependencies(job, self._targets(job))
+        if job.status is JobStatus.PENDING and job.unmet == 0:
+            if job.cancel_reason:
+                self.set_status(job, JobStatus.FAILED, job.cancel_reason)
+            else:
+                self.set_status(job, JobStatus.RUNNABLE)
+
     # -- placement ------------------------------------------------------------------------------
-    def _queues_by_priority(self) -> list[JobQueue]:
-        return sorted(self.queues.values(), key=lambda q: (-q.priority, q.seq))
-
-    def _head(self, queue: JobQueue) -> Job | None:
-        """The queue's first job waiting for a slot; entries of jobs that left RUNNABLE or were armed
-        since they were queued are dropped on the way."""
-        heap = self._runnable.get(queue.name)
-        while heap:
-            job = self.jobs.get(heap[0][2])
-            if job is not None and job.status is JobStatus.RUNNABLE and job.armed_on is None:
-                return job
-            heapq.heappop(heap)
-        return None
-
     def _place(self) -> None:
-        for queue in self._queues_by_priority():
-            while (job := self._head(queue)) is not None:
+        for queue in self.state.queues_by_priority():
+            while (job := self.state.head(queue)) is not None:
                 res = job.sub.resources
                 ce = choose_environment(queue, self.ces, self.ledger, res)
                 if ce is None:
                     self._report_blocked(queue, job)
                     break  # FIFO: the head waits, and everything behind it waits too
-                heapq.heappop(self._runnable[queue.name])
-                self._start(job, ce)
+                self.state.pop_head(queue)
+                self.attempts.start(job, ce)
 
     def resources_changed(self) -> None:
         """Compute environments or queues changed: what was decided under the old settings is redone."""
         self._head_fits.clear()
-        self.withdraw_all()
+        self.arming.withdraw_all()
 
     def _report_blocked(self, queue: JobQueue, job: Job) -> None:
-        if job.job_id in self._blocked_reported or self._head_fits.get(queue.name) == job.job_id:
+        if job.job_id in self.state.blocked_reported or self._head_fits.get(queue.name) == job.job_id:
             return  # asked already: a head waiting for room is asked on every tick otherwise
         reason = never_fits(queue, self.ces, self.host, job.sub.resources)
         if reason is None:
             self._head_fits[queue.name] = job.job_id
             return
-        self._blocked_reported.add(job.job_id)
+        self.state.blocked_reported.add(job.job_id)
         job.status_reason = reason
-        self._touch(job)
+        self.touch(job)
         self._events.append((job.job_id, self.now(), wire.queue_blocked_event_json(job, queue, self.now())))
         # jobStateTimeLimitActions: a head job blocked for this reason too long is cancelled.
         for action in queue.time_limit_actions:
             if action["state"] == "RUNNABLE" and reason.startswith(action["reason"]):
                 due = self.now() + int(action["maxTimeSeconds"]) * 1000
-                heapq.heappush(self._timers, (due, "blocked", job.job_id))
+                heapq.heappush(self.state.timers, (due, "blocked", job.job_id))
                 break
 
     def _expire_blocked(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
-        if job is None or job.status is not JobStatus.RUNNABLE or job.job_id not in self._blocked_reported \
+        if job is None or job.status is not JobStatus.RUNNABLE or job.job_id not in self.state.blocked_reported \
                 or job.armed_on is not None:
             return
         queue = self.queues.get(job.sub.queue)
