@@ -33,7 +33,7 @@ from chalicelib.pipeline.errors import PipelineError, SpecValidationError
 from chalicelib.pipeline.objectstore import join_uri, to_uri
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT
 from chalicelib.pipeline.ports import RunRequest
-from chalicelib.pipeline.runs import describe_run, epoch_ms, new_run_id, rerun_request
+from chalicelib.pipeline.runs import describe_run, epoch_ms, new_run_id, prepare_rerun
 from chalicelib.pipeline.spec import load_spec, parse_document
 from chalicelib.pipeline.submitter import SubmissionError
 
@@ -75,10 +75,15 @@ def register_run_commands(commands: Any) -> None:
     status.add_argument("--json", action="store_true", help="print the run as JSON")
     status.set_defaults(handler=handle_run_status)
 
-    rerun = commands.add_parser("rerun", help="start a new run over a failed run's failed items",
-                                description="Starts a new run, linked to RUN_ID, over the items that failed in it.")
+    rerun = commands.add_parser(
+        "rerun", help="complete a run: re-run what failed, never ran or changed; reuse the rest",
+        description="Starts a new run linked to RUN_ID over all its items, like Nextflow's -resume: outputs "
+                    "RUN_ID published are reused (referenced, not copied) unless the stage's definition "
+                    "changed; everything else runs, and joins run over every item that has outputs.")
     rerun.add_argument("run_id")
-    rerun.add_argument("--failed", action="store_true", required=True, help="re-run the failed items only")
+    rerun.add_argument("--failed", action="store_true",
+                       help="accepted for compatibility: a rerun always re-runs only what has no reusable output")
+    rerun.add_argument("--spec", help="the (edited) spec to run (default: RUN_ID's); changed stages re-run")
     _add_engine_args(rerun)
     rerun.set_defaults(handler=handle_rerun)
 
@@ -161,11 +166,20 @@ def handle_rerun(args: argparse.Namespace) -> int:
             if old is None:
                 print(f"error: no run {args.run_id!r} in {runtime.data_dir}{_elsewhere_hint(runtime.data_dir)}", file=sys.stderr)
                 return 1
-            request = rerun_request(runtime.ports, args.run_id, new_run_id=new_run_id(old.pipeline, epoch_ms()))
-            console.print(
-                f"re-running the failed items of {args.run_id} as {request.run_id}", highlight=False, soft_wrap=True
-            )
+            document, base_dir = None, None
+            if args.spec:
+                load_spec(args.spec)  # every problem at once, before anything is written
+                document = parse_document(Path(args.spec).read_text(encoding="utf-8"))
+                base_dir = str(Path(args.spec).resolve().parent)
+            request, resume = prepare_rerun(runtime.ports, args.run_id, new_run_id=new_run_id(old.pipeline, epoch_ms()),
+                                            document=document, base_dir=base_dir)
+            console.print(f"rerun of {args.run_id} as {request.run_id}:", highlight=False, soft_wrap=True)
+            for line in resume.lines():
+                console.print(f"  {line}", highlight=False, soft_wrap=True)
             return follow_run(runtime, request, console, progress=not args.no_progress, interrupts=interrupts)
+        except SpecValidationError as err:
+            print(str(err), file=sys.stderr)
+            return 1
         except PipelineError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlparse
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
 
 SUCCESS_MARKER = "_SUCCESS"
+# A folder a rerun did not recompute holds only this: the URI of the earlier run's published folder.
+REFERENCE_MARKER = "_REF"
 # The stores have a method named ``list``; this alias keeps annotations unambiguous.
 UriList = list[str]
 
@@ -148,6 +150,14 @@ def has_dot_segments(uri: str) -> bool:
 def is_published(store: ObjectStore, prefix: str) -> bool:
     """Whether a folder was published completely (its ``_SUCCESS`` marker exists)."""
     return store.exists(join_uri(prefix, SUCCESS_MARKER))
+
+
+def read_reference(store: ObjectStore, prefix: str) -> str | None:
+    """The published folder ``prefix`` refers to (a rerun's reused output), or None when it holds none."""
+    uri = join_uri(prefix, REFERENCE_MARKER)
+    if not store.exists(uri):
+        return None
+    return store.get_bytes(uri).decode("utf-8").strip() or None
 
 
 def download_folder(store: ObjectStore, prefix: str, local_dir: Path) -> list[Path]:

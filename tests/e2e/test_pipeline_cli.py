@@ -62,7 +62,7 @@ def test_failed_run_exits_1_with_item_reason_and_log_tail_then_rerun_takes_faile
     assert "stage c: 1 item(s) not run because an upstream item failed" in out
     assert main(["rerun", "bad1", "--failed", "--data-dir", str(data), "--no-progress"]) == 1
     out = capsys.readouterr().out
-    assert "re-running the failed items of bad1" in out
+    assert "rerun of bad1 as" in out and "stage a: 1 item(s) run again (s1), 2 reused" in out
     assert main(["runs", "--data-dir", str(data)]) == 0
     runs = capsys.readouterr().out
     assert runs.count("cli-") == 1  # the re-run got a fresh id
