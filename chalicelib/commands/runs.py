@@ -66,6 +66,8 @@ def register_run_commands(commands: Any) -> None:
     runs.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
     runs.add_argument("--limit", type=int, default=20, help="at most this many runs (default %(default)s)")
     runs.add_argument("--json", action="store_true", help="print the runs as JSON")
+    runs.add_argument("-q", "--quiet", action="store_true",
+                      help="print only run ids, newest first (e.g. RUN_ID=$(conveyor runs -q --limit 1))")
     runs.set_defaults(handler=handle_runs)
 
     status = commands.add_parser("run-status", help="show one pipeline run: stages, counts, failures",
@@ -283,6 +285,10 @@ def handle_runs(args: argparse.Namespace) -> int:
     if store is None:
         return 1
     runs = store.list_runs(args.limit)
+    if args.quiet:
+        for run in runs:
+            print(run.run_id)
+        return 0
     if args.json:
         print(json.dumps([{"runId": r.run_id, "pipeline": r.pipeline, "status": r.status.value, "items": r.items,
                            "createdAt": r.created_at, "endedAt": r.ended_at, "source": r.source,
