@@ -166,3 +166,27 @@ def test_api_cancel_terminates_the_run_jobs_and_ends_it_failed(env) -> None:
     bad = client.http.post("/runs/run-cancel/cancel", headers={"content-type": "application/json"},
                            body=json.dumps({"reason": 3}))
     assert bad.status_code == 400 and "$.reason" in bad.json_body["Message"]
+
+
+@pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")
+def test_api_rerun_reuses_published_outputs_by_reference_in_s3(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-old", items=2)
+    from chalicelib.pipeline.records import RunStatus
+
+    harness.rt.store.update_run("run-old", status=RunStatus.FAILED, ended_at=1)
+    old = harness.rt.store.get_run("run-old").prefix
+    for stage in ("qc", "align"):  # s0 went through both foreach stages; s1 failed in qc
+        harness.rt.s3.put_object(Bucket=BUCKET, Key=f"{old.split('/', 3)[3]}/{stage}/s0/_SUCCESS", Body=b"")
+    answer = client.http.post("/runs/run-old/rerun")
+    assert answer.status_code == 200, answer.body
+    new_id = answer.json_body["runId"]
+    new_key = f"{old.split('/', 3)[3].rsplit('/', 1)[0]}/{new_id}"
+    for stage in ("qc", "align"):
+        body = harness.rt.s3.get_object(Bucket=BUCKET, Key=f"{new_key}/{stage}/s0/_REF")["Body"].read()
+        assert body.decode() == f"{old}/{stage}/s0"
+    listed = harness.rt.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{new_key}/qc/s1/")
+    assert listed.get("KeyCount", 0) == 0  # s1 runs again
+    running = harness.rt.store.get_run("run-old")
+    assert client.http.post("/runs/nope/rerun").status_code == 404
+    assert running.status.value == "FAILED"
