@@ -145,6 +145,13 @@ def test_cancel_from_another_terminal_stops_a_running_conveyor_run(tmp_path: Pat
                 break
             assert time.monotonic() < deadline and run.poll() is None, out
             time.sleep(0.2)
+        second = subprocess.run(
+            [sys.executable, "-m", "chalicelib.cli", "run", str(spec), "--items", str(items), "--data-dir",
+             str(data), "--no-progress"], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"the data folder {data} is in use by the engine of process {run.pid} (`conveyor run`)" in \
+            second.stderr
+        assert "conveyor serve --data-dir" in second.stderr  # how to share one engine instead
         cancel = subprocess.run(
             [sys.executable, "-m", "chalicelib.cli", "cancel", "slow1", "--data-dir", str(data)],
             capture_output=True, text=True, timeout=90,
