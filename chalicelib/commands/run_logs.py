@@ -13,6 +13,7 @@ from pathlib import Path
 from chalicelib.commands.run_summary import item_keys
 from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.local.runtime import RUNS_DB
+from chalicelib.pipeline.tracker import DEPENDENCY_FAILED
 
 
 class RunLogError(LookupError):
@@ -46,12 +47,14 @@ def find_item_jobs(data_dir: Path, run_id: str, stage: str | None, item: str | N
             key = keys[result.index] if result.index < len(keys) else str(result.index)
             if item is not None and item not in (key, str(result.index)):
                 continue
-            if stage is None and item is None and result.status != "FAILED":
-                continue
+            if stage is None and item is None and (result.status != "FAILED" or result.reason == DEPENDENCY_FAILED):
+                continue  # --run alone: the items that failed themselves, not those never run
             if result.job_id:
                 found.append(ItemLog(result.stage, key, result.job_id, result.status))
     finally:
         store.close()
+    order = {name: n for n, name in enumerate(stages)}
+    found.sort(key=lambda entry: order.get(entry.stage, len(order)))
     if not found:
         what = f"item {item!r}" if item else "failed item" if stage is None else "item"
         raise RunLogError(f"run {run_id}: no {what} with a job" + (f" in stage {stage}" if stage else ""))
