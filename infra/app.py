@@ -30,6 +30,14 @@ from infra.stacks.pipeline import PipelineStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STACK_PREFIX = "Conveyor"
+# The version tag changes on every release; on these types `Tags` is create-only (compute
+# environments; ComputeResources.Tags too) or has been seen to replace the resource (queues),
+# so a version bump would replace them and terminate running instances.
+UNTAGGED_BY_VERSION = ["AWS::Batch::ComputeEnvironment", "AWS::Batch::JobQueue"]
+# Feature flags the app relies on (cdk.json may not be read, e.g. under `python -m infra.app`
+# with another working directory): server access logs are granted by a bucket policy for
+# logging.s3.amazonaws.com, not the legacy log-delivery ACL.
+FEATURE_FLAGS = {"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True}
 
 
 def _flag(value: Any) -> bool:
@@ -46,45 +54,55 @@ def stack_name_for(pipeline: str) -> str:
 
 
 def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = None,
-              source_dir: Path = REPO_ROOT) -> cdk.App:
+              source_dir: Path = REPO_ROOT, version: str = __version__) -> cdk.App:
     """Builds the app (network, compute, one stack per pipeline spec); synth is the caller's.
+
+    ``version`` is the release being deployed (``chalicelib.__version__``; the update checks
+    synthesize a bumped one).
 
     Raises:
         SpecValidationError: a listed spec is invalid (the message names each field).
     """
-    app = cdk.App(context=dict(context or {}), outdir=outdir)
+    app = cdk.App(context={**FEATURE_FLAGS, **dict(context or {})}, outdir=outdir)
     ctx = app.node.try_get_context
     env = cdk.Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
     )
-    for key, value in {"conveyor:version": __version__}.items():
-        cdk.Tags.of(app).add(key, value)
     network = NetworkStack(
         app, f"{STACK_PREFIX}-Network", env=env,
         interface_endpoints=_flag(ctx("conveyor:interfaceEndpoints") or False),
-        description=f"Conveyor {__version__}: VPC with zero idle cost",
+        description=f"Conveyor {version}: VPC with zero idle cost",
     )
     compute = ComputeStack(
         app, f"{STACK_PREFIX}-Compute", env=env,
         vpc=network.vpc, subnets=network.batch_subnets, security_group=network.security_group,
         max_vcpus=_json(ctx("conveyor:maxVcpus") or {}),
         runnable_limit_s=int(ctx("conveyor:runnableTimeLimit") or 1800),
-        description=f"Conveyor {__version__}: Batch compute environments (0 vCPUs idle) and queues",
+        description=f"Conveyor {version}: Batch compute environments (0 vCPUs idle) and queues",
     )
+    # Not app-wide: the Compute stack's own tags would reach its environments as stack tags.
+    for stack in (network, *_pipeline_stacks(app, ctx, env, compute, source_dir, version)):
+        cdk.Tags.of(stack).add("conveyor:version", version, exclude_resource_types=UNTAGGED_BY_VERSION)
+    if _flag(ctx("conveyor:nag") if ctx("conveyor:nag") is not None else True):
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
+
+
+def _pipeline_stacks(app: cdk.App, ctx: Any, env: cdk.Environment, compute: ComputeStack,
+                     source_dir: Path, version: str) -> list[PipelineStack]:
+    stacks = []
     for raw_path in _json(ctx("conveyor:pipelines") or []):
         spec_path = Path(raw_path)
         if not spec_path.is_absolute():
             spec_path = source_dir / spec_path
         spec = load_spec(spec_path)
-        PipelineStack(
+        stacks.append(PipelineStack(
             app, stack_name_for(spec.name), env=env,
-            spec=spec, spec_path=spec_path, queues=compute.queues, version=__version__,
+            spec=spec, spec_path=spec_path, queues=compute.queues, version=version,
             source_dir=source_dir, force=_flag(ctx("conveyor:force") or False),
-            description=f"Conveyor {__version__}: pipeline {spec.name}",
-        )
-    if _flag(ctx("conveyor:nag") if ctx("conveyor:nag") is not None else True):
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return app
+            description=f"Conveyor {version}: pipeline {spec.name}",
+        ))
+    return stacks
 
 
 def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:

@@ -7,8 +7,9 @@ Lambda). CloudFormation sends Create/Update/Delete with the new and old properti
   (and CloudFormation rolls back) unless ``Force`` is ``"true"``. A rollback sends the same
   kind of Update (old version over new); it is recognised by the stack's status
   (``UPDATE_ROLLBACK_IN_PROGRESS``) and allowed, or the rollback itself would fail.
-* Every built image gets the version as a second ECR tag, and its digest is returned as
-  ``<Name>Digest`` so job definitions reference ``repo@sha256:...``.
+* Every built image gets ``v<version>-<asset tag>`` as a second ECR tag (unique per image, as
+  the immutable bootstrap repository needs), and its digest is returned as ``<Name>Digest``
+  so job definitions reference ``repo@sha256:...``.
 """
 
 from __future__ import annotations
@@ -71,12 +72,25 @@ class ImageRef:
     tag: str
 
 
-def tag_and_pin(ecr: Any, images: Sequence[ImageRef], version: str) -> dict[str, str]:
-    """Adds ``version`` as an ECR tag on each image and returns ``{"<name>Digest": "sha256:..."}``.
+def version_tag(version: str, asset_tag: str) -> str:
+    """``v<version>-<first 12 of the asset tag>``: one tag per image content, never reused for another.
 
-    Re-tagging the same manifest is a no-op (ImageAlreadyExistsException is fine); a version
-    tag pointing at another image is moved, since ECR tags in the bootstrap repository are
-    mutable and the job definitions pin digests anyway.
+    The CDK bootstrap repository is shared by every pipeline and has immutable tags, so a
+    bare ``v<version>`` would already name another pipeline's (or an earlier build's) image.
+    """
+    return f"v{version}-{asset_tag[:12]}"
+
+
+def _error_code(err: Exception) -> str:
+    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def tag_and_pin(ecr: Any, images: Sequence[ImageRef], version: str) -> dict[str, str]:
+    """Adds a version tag on each image and returns ``{"<name>Digest": "sha256:..."}``.
+
+    The tag is a label for people; job definitions pin digests. So a tag that exists
+    already, on this image (ImageAlreadyExistsException) or on another one in an
+    immutable repository (ImageTagAlreadyExistsException), never fails the deployment.
     """
     data: dict[str, str] = {}
     for image in images:
@@ -85,15 +99,17 @@ def tag_and_pin(ecr: Any, images: Sequence[ImageRef], version: str) -> dict[str,
             raise ReleaseError(f"image {image.repository}:{image.tag} not found (was the asset published?)")
         entry = found["images"][0]
         digest = entry["imageId"]["imageDigest"]
+        media_type = entry.get("imageManifestMediaType")
         try:
             ecr.put_image(
                 repositoryName=image.repository,
                 imageManifest=entry["imageManifest"],
-                imageTag=f"v{version}",
-                **({"imageManifestMediaType": entry["imageManifestMediaType"]} if entry.get("imageManifestMediaType") else {}),
+                imageTag=version_tag(version, image.tag),
+                **({"imageManifestMediaType": media_type} if media_type else {}),
             )
-        except ecr.exceptions.ImageAlreadyExistsException:
-            pass
+        except Exception as err:
+            if _error_code(err) not in ("ImageAlreadyExistsException", "ImageTagAlreadyExistsException"):
+                raise
         data[f"{image.name}Digest"] = digest
     return data
 

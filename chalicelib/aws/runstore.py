@@ -12,6 +12,8 @@ Key layout (table ``pk``/``sk`` strings; the CDK storage construct creates it):
 | wait            | ``RUN#<id>``   | ``WAIT#<stage>``        | token, result                    |
 
 Records are kept as JSON in ``data``; only what conditions need is a top-level attribute.
+Every write also sets ``expiresAt`` (epoch seconds, ``retention_days`` after the write): the
+table's TTL attribute, so DynamoDB deletes a run's records some time after its last write.
 The wait meeting uses one UpdateItem per half with ``ReturnValues=ALL_NEW``: DynamoDB
 serialises writes to one item, so whichever half is written second sees both and resumes.
 """
@@ -19,6 +21,7 @@ serialises writes to one item, so whichever half is written second sees both and
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
@@ -37,6 +40,8 @@ from chalicelib.pipeline.records import (
 )
 
 RUNS_INDEX = "runs-by-created"
+TTL_ATTRIBUTE = "expiresAt"  # the table's TimeToLiveSpecification (infra/constructs/storage.py)
+DEFAULT_RETENTION_DAYS = 90
 _TERMINAL_RUN = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value]
 
 
@@ -51,9 +56,13 @@ def _rank(status: str) -> int:
 class DynamoRunStore:
     """RunStore on a DynamoDB table (see ``ports.RunStore`` for the contract)."""
 
-    def __init__(self, table_name: str, *, client: Any) -> None:
+    def __init__(self, table_name: str, *, client: Any, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self._table = table_name
         self._db = client
+        self._retention_s = retention_days * 86400
+
+    def _expires_at(self) -> dict[str, str]:
+        return {"N": str(int(time.time()) + self._retention_s)}
 
     def close(self) -> None:
         """Nothing to release (boto3 clients pool their own connections); kept for parity with SQLite."""
@@ -82,7 +91,8 @@ class DynamoRunStore:
 
     def _put(self, pk: str, sk: str, data: dict[str, Any], condition: str | None = None,
              values: dict[str, Any] | None = None, **extra: dict[str, Any]) -> bool:
-        item = {"pk": {"S": pk}, "sk": {"S": sk}, "data": {"S": json.dumps(data)}, **extra}
+        item = {"pk": {"S": pk}, "sk": {"S": sk}, "data": {"S": json.dumps(data)}, TTL_ATTRIBUTE: self._expires_at(),
+                **extra}
         kwargs: dict[str, Any] = {"TableName": self._table, "Item": item}
         if condition:
             kwargs["ConditionExpression"] = condition
@@ -129,9 +139,10 @@ class DynamoRunStore:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "Key": {"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"}},
-            "UpdateExpression": "SET #d = :d, #s = :s",
-            "ExpressionAttributeNames": {"#d": "data", "#s": "status"},
-            "ExpressionAttributeValues": {":d": {"S": json.dumps(_run_data(updated))}, ":s": {"S": status.value}},
+            "UpdateExpression": "SET #d = :d, #s = :s, #x = :x",
+            "ExpressionAttributeNames": {"#d": "data", "#s": "status", "#x": TTL_ATTRIBUTE},
+            "ExpressionAttributeValues": {":d": {"S": json.dumps(_run_data(updated))}, ":s": {"S": status.value},
+                                          ":x": self._expires_at()},
         }
         if condition:
             kwargs["ConditionExpression"] = condition
@@ -214,9 +225,9 @@ class DynamoRunStore:
         new = self._db.update_item(
             TableName=self._table,
             Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": f"WAIT#{stage}"}},
-            UpdateExpression="SET #h = :v",
-            ExpressionAttributeNames={"#h": half},
-            ExpressionAttributeValues={":v": value},
+            UpdateExpression="SET #h = :v, #x = :x",
+            ExpressionAttributeNames={"#h": half, "#x": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":v": value, ":x": self._expires_at()},
             ReturnValues="ALL_NEW",
         )["Attributes"]
         if "token" not in new or "result" not in new:

@@ -185,9 +185,14 @@ def _serve_option_problem(args: argparse.Namespace) -> str | None:
 
 def _start_inbox(args: argparse.Namespace, engine: Any, url: str, stop: threading.Event) -> threading.Thread:
     from chalicelib.local.inbox import run_inbox
+    from chalicelib.local.stream import is_stream_spec
+    from chalicelib.local.stream_inbox import run_stream_inbox
 
-    thread = threading.Thread(target=run_inbox, args=(args.inbox, args.spec, engine, stop),
-                              name="conveyor-inbox", daemon=True)
+    if is_stream_spec(args.spec):  # a stream: files become items on a worker fleet
+        target, targs = run_stream_inbox, (args.inbox, args.spec, engine, url, stop)
+    else:
+        target, targs = run_inbox, (args.inbox, args.spec, engine, stop)
+    thread = threading.Thread(target=target, args=targs, name="conveyor-inbox", daemon=True)
     thread.start()
     return thread
 

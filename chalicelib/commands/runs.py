@@ -317,7 +317,13 @@ def handle_run_status(args: argparse.Namespace) -> int:
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.json:
+    if view.run.source == "stream":  # a stream keeps one record per item and stage instead of stages
+        from chalicelib.commands.stream_status import print_stream_status, stream_items
+        if args.json:
+            print(json.dumps({**view.to_dict(), "items": stream_items(Path(args.data_dir), view.run)}, indent=2))
+        else:
+            print_stream_status(Console(), Path(args.data_dir), view.run)
+    elif args.json:
         print(json.dumps(view.to_dict(), indent=2))
     else:
         print_summary(Console(), view.run, view.stages, _log_reader(Path(args.data_dir)))

@@ -31,6 +31,7 @@ from chalicelib.localbatch.model import ComputeEnvironment, JobQueue
 from chalicelib.localbatch.scheduling.capacity import HostCapacity
 from chalicelib.localbatch.scheduling.loader import load_state
 from chalicelib.localbatch.scheduling.scheduler import EngineOptions, Scheduler
+from chalicelib.localbatch.sqs.service import SqsService
 from chalicelib.localbatch.storage import folder_lock
 from chalicelib.localbatch.storage.store import Store
 
@@ -83,6 +84,7 @@ class Engine:
         self._inline = hasattr(self.executor, "launch_nowait")
         self.scheduler.launcher = None if self._inline else self._enqueue_launches
         self.service = BatchService(self.scheduler, self.lock, self._wake.set)
+        self.sqs = SqsService(self.data_dir / "sqs.sqlite3", clock)  # its own file and lock
         self.executor.set_exit_callback(self._on_exit)
         if hasattr(self.executor, "set_exits_callback"):
             self.executor.set_exits_callback(self._on_exits)
@@ -157,6 +159,7 @@ class Engine:
         for thread in self._threads:
             thread.join(timeout=10)
         self.executor.close()
+        self.sqs.close()
         self.store.close()
         self.folder_lock.release()
 

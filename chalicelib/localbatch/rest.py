@@ -54,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         except BatchApiError as err:
             status, content_type = err.status, "application/json"
             payload = json.dumps({"__type": err.code, "message": err.message}).encode()
-            self._send(status, payload, content_type, error=err.code)
+            self._send(status, payload, content_type, error=err.code, headers=getattr(err, "headers", None))
             return
         except Exception:
             logger.exception("request %s %s failed", self.command, self.path)
@@ -64,9 +64,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(status, payload, content_type)
 
-    def _send(self, status: int, payload: bytes, content_type: str, error: str | None = None) -> None:
+    def _send(self, status: int, payload: bytes, content_type: str, error: str | None = None,
+              headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():  # e.g. SQS's x-amzn-query-error
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         if error:
             self.send_header("x-amzn-ErrorType", error)
@@ -136,6 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         body = self._body()
+        target = self.headers.get("X-Amz-Target") or ""
+        if self.command == "POST" and target.startswith("AmazonSQS."):  # SQS's JSON 1.0 protocol
+            result = self.engine.sqs.call(target[len("AmazonSQS."):], body, f"http://{self.headers.get('Host', 'localhost')}")
+            return 200, json.dumps(result).encode(), "application/x-amz-json-1.0"
         if url.path.startswith("/v1/tags/"):
             arn = unquote(url.path[len("/v1/tags/"):])
             operation = _TAG_METHODS.get(self.command)

@@ -49,6 +49,7 @@ from chalicelib.pipeline.model import (
 )
 from chalicelib.pipeline.schema_issues import check_schema
 from chalicelib.pipeline.spec_rules import GROUP_ALIASES, check_rules
+from chalicelib.pipeline.stream_rules import check_stream_rules
 
 DEFAULT_RESOURCES = Resources(vcpus=1, memory=2048, gpus=0)
 DEFAULT_COMPUTE = ComputeClass.SPOT
@@ -81,7 +82,7 @@ def load_spec(source: str | os.PathLike[str]) -> PipelineSpec:
     """
     text, base_dir = _read(source)
     document = parse_document(text)
-    issues = check_schema(document) + check_rules(document, base_dir)
+    issues = check_schema(document) + check_rules(document, base_dir) + check_stream_rules(document)
     if issues:
         raise SpecValidationError(_dedupe(issues))
     return build_spec(document, base_dir or Path.cwd())

@@ -42,7 +42,10 @@ def make_compute_environment(
     security_group: ec2.ISecurityGroup,
 ) -> batch.ManagedEc2EcsComputeEnvironment:
     """A managed EC2 compute environment that scales to zero when idle (minvCpus 0)."""
-    images = [batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2_NVIDIA)] if compute.gpu else None
+    # Amazon Linux 2023 everywhere (AL2's ECS AMIs are at end of support); stated explicitly,
+    # since CDK's own default is still AL2 unless a feature flag says otherwise.
+    image_type = batch.EcsMachineImageType.ECS_AL2023_NVIDIA if compute.gpu else batch.EcsMachineImageType.ECS_AL2023
+    images = [batch.EcsMachineImage(image_type=image_type)]
     return batch.ManagedEc2EcsComputeEnvironment(
         scope,
         construct_id,

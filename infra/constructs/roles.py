@@ -11,6 +11,10 @@ from constructs import Construct
 
 OBJECT_READ_WRITE = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
 BUCKET_LIST = ["s3:ListBucket", "s3:GetBucketLocation"]
+# Publishing removes an earlier, interrupted attempt's leftovers under the output prefix
+# (chalicelib/objectstores/s3.py, DeleteObjects). S3 reports a denied delete inside a 200
+# answer (and Quiet mode hides it), so without this grant stale outputs mix in silently.
+JOB_OBJECT_DELETE = ["s3:DeleteObject"]
 
 
 def _ack(construct: Construct, rule: str, reason: str) -> None:
@@ -82,7 +86,8 @@ class PipelineRoles(Construct):
         """Object read/write on the pipeline bucket for the Lambdas and the jobs."""
         for role in (self.runtime, self.job):
             role.add_to_policy(iam.PolicyStatement(actions=BUCKET_LIST, resources=[bucket.bucket_arn]))
-            role.add_to_policy(iam.PolicyStatement(actions=OBJECT_READ_WRITE, resources=[bucket.arn_for_objects("*")]))
+            actions = OBJECT_READ_WRITE + (JOB_OBJECT_DELETE if role is self.job else [])
+            role.add_to_policy(iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects("*")]))
             acknowledge_wildcards(
                 role, [logical_ref(bucket) + "/*"],
                 "Objects of this stack's own pipeline bucket: runs read inputs and write outputs under any key.",

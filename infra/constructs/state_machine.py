@@ -49,6 +49,9 @@ class AslStateMachine(Construct):
         self.log_group = logs.LogGroup(
             self,
             "Logs",
+            # Vended logs (Step Functions delivering through CloudWatch Logs) belong under
+            # /aws/vendedlogs/, which keeps the log group resource policy under its size limit.
+            log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
             retention=logs.RetentionDays.THREE_MONTHS,
             removal_policy=RemovalPolicy.DESTROY,
         )

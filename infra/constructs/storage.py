@@ -36,7 +36,9 @@ class PipelineStorage(Construct):
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            # No ACLs: the logging service writes through a bucket policy (the app sets
+            # @aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy), as S3 now recommends.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(90))],
             removal_policy=removal,
         )

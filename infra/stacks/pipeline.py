@@ -108,18 +108,14 @@ class PipelineStack(Stack):
             force=force,
             release_function_arn=functions.functions["release"].function_arn,
             release_role=roles.release,
+            # The function and its role with the role's policy (ECR grants included).
+            release_dependencies=[functions.app.get_resource("Release"), roles.release],
             context_root=source_dir,
         )
         job_defs = JobDefinitions(self, "JobDefinitions", spec=spec, images=images.by_stage, job_role=roles.job,
                                   version=version)
         functions.set_environment("tasks", env.ENV_JOB_DEFINITIONS, json_env(job_defs.names))
         functions.set_environment("tracker", env.ENV_JOB_DEFINITIONS, json_env(job_defs.names))
-        if images.release is not None:
-            # Stages with built images already depend on the guard through their digest;
-            # the others must wait for it too, so a refused release changes nothing.
-            for stage_name, resource in job_defs.resources.items():
-                if not spec.stage(stage_name).build or spec.stage(stage_name).image:
-                    resource.node.add_dependency(images.release)
         definition_prefix = self.format_arn(
             service="batch", resource="job-definition", resource_name=f"conveyor-{spec.name}-",
         )
@@ -153,12 +149,15 @@ class PipelineStack(Stack):
             self,
             "Rules",
             functions=functions.functions,
+            function_names=functions.function_names,
+            runtime_role=roles.runtime,
             bucket_name=storage.bucket.bucket_name,
             inbox_prefix=INBOX_PREFIX,
             job_definition_prefix=definition_prefix,
             job_queue_arns=list(queue_arns.values()),
             state_machine_arn=sm_arn,
             schedule=spec.trigger.schedule,
+            trigger_mode=spec.trigger.mode,
         )
         self.storage = storage
         self.state_machine = machine.state_machine

@@ -48,7 +48,9 @@ def test_release_pins_the_digest_and_tags_the_version(ecr) -> None:
     digest = ecr.describe_images(repositoryName="cdk-assets", imageIds=[{"imageTag": "abc123"}])["imageDetails"][0][
         "imageDigest"]
     assert physical_id == "conveyor-release-p" and data["Image0Digest"] == digest and data["Version"] == "0.2.0"
-    tagged = ecr.describe_images(repositoryName="cdk-assets", imageIds=[{"imageTag": "v0.2.0"}])["imageDetails"]
+    # v<version>-<asset tag>: unique per image in the shared, immutable bootstrap repository.
+    tagged = ecr.describe_images(repositoryName="cdk-assets", imageIds=[{"imageTag": "v0.2.0-abc123"}])[
+        "imageDetails"]
     assert tagged[0]["imageDigest"] == digest
     # Re-tagging the same image on a re-deploy is fine.
     handle_release_event(_event("Update", "0.2.0", old="0.2.0"), ecr=ecr, stack_status=lambda _: "")

@@ -12,7 +12,10 @@ from infra.constructs.state_machine import STATE_MACHINES, asl_tokens
 
 ASL_PATH = STATE_MACHINES / "pipeline.asl.json"
 THROTTLES = {"Lambda.ServiceException", "Lambda.TooManyRequestsException"}
-BATCH_THROTTLES = {"Batch.AWSBatchException", "Batch.TooManyRequestsException"}
+# A Lambda task never raises Batch's own errors (`Batch.*` names exist only for the
+# Batch service integration); our tasks raise BatchThrottledError when Batch throttles.
+BATCH_THROTTLES = {"BatchThrottledError"}
+ROUND_LIMIT_S = 15 * 60  # every wait reconciles through DescribeJobs at least this often
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,7 @@ def test_every_task_retries_throttling_with_full_jitter_and_catches(asl):
             assert all(r["JitterStrategy"] == "FULL" for r in state["Retry"]), name
             if state["Parameters"]["Payload"]["action"] in ("submit", "reconcile", "cleanup"):
                 assert BATCH_THROTTLES <= errors, name
+            assert not [e for e in errors if e.startswith("Batch.")], (name, "a Lambda task raises no Batch.* error")
     top = asl["States"]
     for name in ("Plan", "Submit", "WaitForStages"):
         assert top[name]["Catch"][0] == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Cleanup"}
@@ -77,29 +81,69 @@ def test_every_task_retries_throttling_with_full_jitter_and_catches(asl):
                                 "CausePath": "$.failure.cause"}
 
 
-def _longest_path(machine: dict[str, Any], stages: int) -> tuple[int, int]:
-    """(state transitions, Lambda invocations) on the costliest path, ignoring retries."""
-    memo: dict[str, tuple[int, int]] = {}
+def _targets(state: dict[str, Any]) -> list[str]:
+    nexts = [state.get("Next"), state.get("Default")]
+    nexts += [c["Next"] for c in state.get("Choices", [])] + [c["Next"] for c in state.get("Catch", [])]
+    return [n for n in nexts if n]
 
-    def cost(name: str) -> tuple[int, int]:
-        if name in memo:
-            return memo[name]
+
+def _cost_of(state: dict[str, Any]) -> tuple[int, int]:
+    return 1, 1 if str(state.get("Resource", "")).startswith("arn:aws:states:::lambda") else 0
+
+
+def _longest_path(machine: dict[str, Any], stages: int) -> tuple[int, int]:
+    """(state transitions, Lambda invocations) on the costliest path, ignoring retries and
+    counting each loop (a wait's reconcile rounds) once."""
+
+    def cost(name: str, on_path: frozenset[str]) -> tuple[int, int]:
         state = machine["States"][name]
-        here = (1, 1 if str(state.get("Resource", "")).startswith("arn:aws:states:::lambda") else 0)
+        here = _cost_of(state)
         if state["Type"] == "Map":
             inner = _longest_path(state["ItemProcessor"], stages)
             here = (here[0] + stages * inner[0], here[1] + stages * inner[1])
-        nexts = [state.get("Next"), state.get("Default")] + [c["Next"] for c in state.get("Catch", [])]
-        tails = [cost(n) for n in filter(None, nexts)] or [(0, 0)]
+        tails = [cost(n, on_path | {name}) for n in _targets(state) if n not in on_path | {name}] or [(0, 0)]
         best = max(tails)
-        memo[name] = (here[0] + best[0], here[1] + best[1])
-        return memo[name]
+        return here[0] + best[0], here[1] + best[1]
 
-    return cost(machine["StartAt"])
+    return cost(machine["StartAt"], frozenset())
 
 
+def _cycles_through(machine: dict[str, Any], start: str) -> list[list[str]]:
+    """Every simple cycle from ``start`` back to it."""
+    found: list[list[str]] = []
+
+    def walk(name: str, path: list[str]) -> None:
+        for target in _targets(machine["States"][name]):
+            if target == start:
+                found.append(path)
+            elif target not in path:
+                walk(target, [*path, target])
+
+    walk(start, [start])
+    return found
 @pytest.mark.parametrize("stages", [1, 3, 12])
 def test_cost_grows_with_stages_not_items(asl, stages):
     transitions, invocations = _longest_path(asl, stages)
-    assert transitions <= 10 + 4 * stages
+    assert transitions <= 10 + 7 * stages
     assert invocations <= 3 + 2 * stages
+
+
+def test_every_wait_reconciles_at_least_every_15_minutes_at_a_bounded_cost(asl):
+    processor = asl["States"]["WaitForStages"]["ItemProcessor"]
+    states = processor["States"]
+    assert asl["States"]["WaitForStages"]["ItemSelector"]["roundSeconds"] <= ROUND_LIMIT_S
+    wait = states["WaitForStage"]
+    assert wait["TimeoutSecondsPath"] == "$.roundSeconds" and "TimeoutSeconds" not in wait
+    timeout = next(c for c in wait["Catch"] if "States.Timeout" in c["ErrorEquals"])
+    assert states[timeout["Next"]]["Parameters"]["Payload"]["action"] == "reconcile"
+    # The reconcile task's input is what the `reconcile` handler takes.
+    assert set(states["ReconcileStage"]["Parameters"]["Payload"]) == {"action", "pipeline", "runId.$", "stage.$"}
+    rounds = _cycles_through(processor, "WaitForStage")
+    assert rounds, "a wait that is still running starts another round"
+    for cycle in rounds:
+        costs = [_cost_of(states[name]) for name in cycle]
+        assert sum(c[0] for c in costs) <= 4 and sum(c[1] for c in costs) <= 2, cycle
+        # Every round passes the deadline check, so the stage's timeout still ends it.
+        assert any(states[name]["Type"] == "Choice" and any(
+            c.get("NumericGreaterThanEqualsPath") == "$.timeoutSeconds" for c in states[name]["Choices"])
+            for name in cycle), cycle

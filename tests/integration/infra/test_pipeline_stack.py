@@ -7,6 +7,7 @@ import json
 from aws_cdk.assertions import Match
 
 from chalicelib import __version__
+from infra.constructs.runner_images import RUNNER_DOCKERFILE
 from tests.integration.infra.conftest import PIPELINE_STACK
 
 
@@ -59,9 +60,10 @@ def test_job_definitions_come_from_the_spec_and_pin_built_images_by_digest(synth
     assert qc["RetryStrategy"]["EvaluateOnExit"][-1] == {"Action": "EXIT", "OnReason": "*"}
     assert {"Type": "GPU", "Value": "1"} in align["ContainerProperties"]["ResourceRequirements"]
     assert align["Timeout"] == {"AttemptDurationSeconds": 3600}
-    assert joint["ContainerProperties"]["Image"] == "public.ecr.aws/docker/library/python:3.11-slim"
     image = json.dumps(qc["ContainerProperties"]["Image"])
     assert "@" in image and "Image0Digest" in image  # repo@<digest from the release guard>
+    # The public image of an `image:` stage runs as an image derived from it with the runner.
+    assert "Image1Digest" in json.dumps(joint["ContainerProperties"]["Image"])
     for props in defs.values():
         assert props["Tags"]["conveyor:version"] == __version__
         assert props["ContainerProperties"]["Command"][:3] == ["python", "-m", "chalicelib.runner"]
@@ -71,7 +73,7 @@ def test_release_guard_carries_version_and_images(synth):
     _template(synth).has_resource_properties(
         "Custom::ConveyorRelease",
         {"Version": __version__, "Force": "false", "Pipeline": "infra-test",
-         "Images": [Match.object_like({"Name": "Image0"})]},
+         "Images": [Match.object_like({"Name": "Image0"}), Match.object_like({"Name": "Image1"})]},
     )
     tags = synth.templates[PIPELINE_STACK]["Resources"]
     tagged = next(r for r in tags.values() if r["Type"] == "AWS::DynamoDB::Table")["Properties"]["Tags"]
@@ -132,14 +134,26 @@ def test_no_policy_grants_a_wildcard_action(synth):
                     assert not [a for a in actions if "*" in a], (name, statement)
 
 
-def test_stage_images_build_from_the_repository_with_the_folders_dockerfile(synth):
+def test_stage_images_build_for_amd64_from_a_context_of_the_runner_and_the_build_folder(synth):
     assets = json.loads((synth.outdir / f"{PIPELINE_STACK}.assets.json").read_text())
-    sources = [image["source"] for image in assets["dockerImages"].values()]
-    assert len(sources) == 1  # qc and align share one build folder
-    assert sources[0]["dockerFile"] == "tests/integration/infra/data/tool/Dockerfile"
-    assert sources[0]["dockerBuildArgs"] == {"CONVEYOR_VERSION": __version__}
-    staged = synth.outdir / sources[0]["directory"]
-    assert (staged / "chalicelib" / "runner").is_dir()  # every job command starts with the runner
-    assert (staged / sources[0]["dockerFile"]).is_file()
-    assert not (staged / ".venv").exists() and not (staged / ".git").exists()
+    sources = {image["source"]["dockerFile"]: image["source"] for image in assets["dockerImages"].values()}
+    assert set(sources) == {"tests/integration/infra/data/tool/Dockerfile", RUNNER_DOCKERFILE}  # qc+align share
+    built, derived = sources["tests/integration/infra/data/tool/Dockerfile"], sources[RUNNER_DOCKERFILE]
+    assert built["dockerBuildArgs"] == {"CONVEYOR_VERSION": __version__}
+    assert derived["dockerBuildArgs"] == {"BASE_IMAGE": "public.ecr.aws/docker/library/python:3.11-slim",
+                                          "CONVEYOR_VERSION": __version__}
+    for source in sources.values():
+        assert source["platform"] == "linux/amd64"
+        staged = synth.outdir / source["directory"]
+        assert (staged / "chalicelib" / "runner").is_dir()  # every job command starts with the runner
+        assert (staged / source["dockerFile"]).is_file()
+        top = {p.name for p in staged.iterdir()}
+        # Only what the image needs: an edit to docs, infra, tests or README leaves it unchanged.
+        assert top <= {"chalicelib", "infra", "tests"}, top
+        assert not (staged / "chalicelib" / "localbatch").exists() and not (staged / "chalicelib" / "handlers").exists()
+        assert not list(staged.rglob("__pycache__"))
+    staged = synth.outdir / built["directory"]
+    assert {p.name for p in (staged / "tests").rglob("*") if p.is_file()} == {"Dockerfile", "__init__.py"}
     assert not (staged / "tests" / "integration" / "infra" / "data" / "tool" / "data").exists()
+    assert {p.relative_to(synth.outdir / derived["directory"]).as_posix()
+            for p in (synth.outdir / derived["directory"] / "infra").rglob("*") if p.is_file()} == {RUNNER_DOCKERFILE}
