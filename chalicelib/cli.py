@@ -28,6 +28,7 @@ from chalicelib.commands import engine as engine_cmds  # noqa: E402
 from chalicelib.commands import pipeline as pipeline_cmds  # noqa: E402
 from chalicelib.localbatch.storage.folder_lock import FolderInUseError  # noqa: E402
 from chalicelib.localbatch.storage.store import StoreError  # noqa: E402
+from chalicelib.pipeline.errors import PipelineError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as err:  # an engine data dir that cannot be opened, from any command
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except PipelineError as err:  # e.g. an engine that does not answer DescribeJobQueues
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

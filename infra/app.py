@@ -8,7 +8,9 @@ Context (cdk.json or ``-c key=value``):
   behind interface endpoints (billed hourly) instead of public subnets;
 * ``conveyor:maxVcpus``: ``{"spot": 256, "on-demand": 64, "gpu": 16}`` overrides;
 * ``conveyor:runnableTimeLimit``: seconds a job may sit RUNNABLE before Batch cancels it (>= 600);
-* ``conveyor:nag``: ``false`` skips the cdk-nag AwsSolutions checks (on by default).
+* ``conveyor:nag``: ``false`` skips the cdk-nag AwsSolutions checks (on by default);
+* ``conveyor:smoke``: ``{"<stream pipeline>": "sample file"}``: every deploy of that stream must carry
+  the sample through every stage, or it fails and rolls back.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from chalicelib import __version__
-from chalicelib.pipeline.spec import load_spec
+from chalicelib.pipeline.errors import PipelineError
+from chalicelib.pipeline.spec import load_spec, parse_document
+from chalicelib.pipeline.stream.settings import is_stream, load_stream_spec
 from infra.stacks.compute import ComputeStack
 from infra.stacks.network import NetworkStack
 from infra.stacks.pipeline import PipelineStack
+from infra.stacks.stream import StreamStack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STACK_PREFIX = "Conveyor"
@@ -81,20 +86,29 @@ def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = 
         description=f"Conveyor {version}: Batch compute environments (0 vCPUs idle) and queues",
     )
     # Not app-wide: the Compute stack's own tags would reach its environments as stack tags.
-    for stack in (network, *_pipeline_stacks(app, ctx, env, compute, source_dir, version)):
+    for stack in (network, *_pipeline_stacks(app, ctx, env, network, compute, source_dir, version)):
         cdk.Tags.of(stack).add("conveyor:version", version, exclude_resource_types=UNTAGGED_BY_VERSION)
     if _flag(ctx("conveyor:nag") if ctx("conveyor:nag") is not None else True):
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 
 
-def _pipeline_stacks(app: cdk.App, ctx: Any, env: cdk.Environment, compute: ComputeStack,
-                     source_dir: Path, version: str) -> list[PipelineStack]:
-    stacks = []
+def _pipeline_stacks(app: cdk.App, ctx: Any, env: cdk.Environment, network: NetworkStack, compute: ComputeStack,
+                     source_dir: Path, version: str) -> list[PipelineStack | StreamStack]:
+    stacks: list[PipelineStack | StreamStack] = []
     for raw_path in _json(ctx("conveyor:pipelines") or []):
         spec_path = Path(raw_path)
         if not spec_path.is_absolute():
             spec_path = source_dir / spec_path
+        if is_stream_file(spec_path):
+            stream = load_stream_spec(spec_path)
+            stacks.append(StreamStack(
+                app, stack_name_for(stream.name), env=env, spec=stream, version=version, source_dir=source_dir,
+                vpc=network.vpc, subnets=network.batch_subnets, security_group=network.security_group,
+                force=_flag(ctx("conveyor:force") or False), smoke_sample=_smoke_sample(ctx, stream.name, source_dir),
+                description=f"Conveyor {version}: stream pipeline {stream.name} (ECS on SQS)",
+            ))
+            continue
         spec = load_spec(spec_path)
         stacks.append(PipelineStack(
             app, stack_name_for(spec.name), env=env,
@@ -103,6 +117,25 @@ def _pipeline_stacks(app: cdk.App, ctx: Any, env: cdk.Environment, compute: Comp
             description=f"Conveyor {version}: pipeline {spec.name}",
         ))
     return stacks
+
+
+def _smoke_sample(ctx: Any, pipeline: str, source_dir: Path) -> Path | None:
+    """``conveyor:smoke`` maps a stream pipeline to a sample file its deploys must carry through."""
+    raw = (_json(ctx("conveyor:smoke") or {}) or {}).get(pipeline)
+    if not raw:
+        return None
+    path = Path(raw) if Path(raw).is_absolute() else source_dir / raw
+    if not path.is_file():
+        raise FileNotFoundError(f"conveyor:smoke.{pipeline}: no sample file at {path}")
+    return path
+
+
+def is_stream_file(spec_path: Path) -> bool:
+    """Whether a spec file declares `mode: stream` (an unreadable one goes the batch way, which reports it)."""
+    try:
+        return is_stream(parse_document(spec_path.read_text(encoding="utf-8")))
+    except (OSError, PipelineError):
+        return False
 
 
 def cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:

@@ -8,24 +8,28 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from botocore.exceptions import ClientError
 
 from chalicelib import aws_clients as aws
 from chalicelib.aws.publisher import EventBridgePublisher
 from chalicelib.aws.runstore import DynamoRunStore
 from chalicelib.aws.starter import SfnRunStarter
 from chalicelib.objectstores import open_store
-from chalicelib.pipeline.events import run_event
+from chalicelib.observability import logger
 from chalicelib.pipeline.joins import manifest_join_items
 from chalicelib.pipeline.objectstore import ObjectStore, join_uri
 from chalicelib.pipeline.payloads import definition_name
 from chalicelib.pipeline.ports import RunRequest
+from chalicelib.pipeline.run_end import STAGE_FAILED, wait_verdict
+from chalicelib.pipeline.runcontext import from_record
 from chalicelib.pipeline.runs import RunPorts, epoch_ms
 from chalicelib.pipeline.spec import parse_document
-from chalicelib.pipeline.tracker import Tracker
+from chalicelib.pipeline.tracker import Resume, Tracker
 from chalicelib.settings import Settings, get_settings
 
 INPUT_SCHEMA = json.loads((Path(__file__).with_name("pipeline_input.schema.json")).read_text())
 BASE_DIR = "/tmp"
+GONE_TOKEN_CODES = frozenset({"TaskDoesNotExist", "TaskTimedOut", "InvalidToken"})
 
 
 class InputError(ValueError):
@@ -63,10 +67,22 @@ class AwsRuntime:
     def runs_prefix(self) -> str:
         return join_uri(f"s3://{self.settings.bucket}", self.settings.runs_prefix.strip("/"))
 
-    def publish_run(self, run_id: str) -> None:
-        run = self.store.get_run(run_id)
-        if run is not None:
-            self.publisher.publish([run_event(run, self.store.list_stages(run_id), now_ms=epoch_ms())])
+    def resume(self, wait: Resume) -> None:
+        """SendTaskSuccess, or SendTaskFailure(StageFailed) when the core's verdict fails the wait."""
+        run = self.store.get_run(wait.run_id)
+        if run is None:
+            return
+        verdict = wait_verdict(from_record(run).spec, self.store, wait.run_id, wait.result)
+        try:
+            if verdict.failed:
+                self.sfn.send_task_failure(taskToken=wait.token, error=STAGE_FAILED, cause=verdict.cause)
+            else:
+                self.sfn.send_task_success(taskToken=wait.token, output=json.dumps(verdict.output))
+        except ClientError as err:
+            # A used or expired token: another writer already resumed it, or the wait timed out.
+            if err.response.get("Error", {}).get("Code") not in GONE_TOKEN_CODES:
+                raise
+            logger.info("wait already resumed", extra={"runId": wait.run_id, "stage": wait.stage})
 
 
 _RUNTIME: list[AwsRuntime] = []

@@ -10,6 +10,7 @@ Key layout (table ``pk``/``sk`` strings; the CDK storage construct creates it):
 | stage           | ``RUN#<id>``   | ``STAGE#<name>``        |                                  |
 | item result     | ``RUN#<id>``   | ``ITEM#<stage>#<index>``| lifecycle                        |
 | wait            | ``RUN#<id>``   | ``WAIT#<stage>``        | token, result                    |
+| submission claim| ``RUN#<id>``   | ``CLAIM#<key>``         | expires (lease, epoch ms)        |
 
 Records are kept as JSON in ``data``; only what conditions need is a top-level attribute.
 Every write also sets ``expiresAt`` (epoch seconds, ``retention_days`` after the write): the
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -37,6 +38,8 @@ from chalicelib.pipeline.records import (
     StageRecord,
     StageStatus,
     WaitOutcome,
+    advanced_job,
+    updated_run,
 )
 
 RUNS_INDEX = "runs-by-created"
@@ -126,15 +129,15 @@ class DynamoRunStore:
         return [_to_run(item) for item in page.get("Items", [])]
 
     def update_run(self, run_id: str, *, status: RunStatus, ended_at: int | None = None,
-                   failures: Sequence[dict[str, Any]] | None = None) -> None:
+                   failures: Sequence[dict[str, Any]] | None = None, failure_count: int | None = None) -> None:
         current = self.get_run(run_id)
-        if current is None:
+        updated = updated_run(
+            current, status=status, ended_at=ended_at, failures=failures, failure_count=failure_count,
+        ) if current else None
+        if updated is None:
             return
-        updated = replace(
-            current, status=status, ended_at=ended_at if ended_at is not None else current.ended_at,
-            failures=tuple(failures) if failures is not None else current.failures,
-        )
-        # A finished run never goes back to a non-terminal status.
+        # The rule is ``updated_run``'s; the condition keeps it when another writer ended the
+        # run between the read and this write.
         condition = None if status.is_terminal else "NOT #s IN (:t1, :t2)"
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -176,18 +179,23 @@ class DynamoRunStore:
     def advance_job(self, job_id: str, status: str, *, reason: str = "", started_at: int | None = None,
                     stopped_at: int | None = None) -> bool:
         job = self.find_job(job_id)
-        if job is None:
+        moved = advanced_job(job, status, reason=reason, started_at=started_at, stopped_at=stopped_at) if job else None
+        if job is None or moved is None:
             return False
-        moved = replace(
-            job, status=status, status_reason=reason or job.status_reason,
-            started_at=started_at if started_at is not None else job.started_at,
-            stopped_at=stopped_at if stopped_at is not None else job.stopped_at,
-        )
-        # Only forward in the lifecycle: duplicates and late, regressing events change nothing.
+        # ``advanced_job`` is the rule; the condition keeps it against a concurrent writer.
         return self._put(
             f"RUN#{job.run_id}", f"JOB#{job.key}", asdict(moved), "lifecycle < :r",
             {":r": {"N": str(_rank(status))}}, lifecycle={"N": str(_rank(status))},
-        ) if _rank(status) >= 0 else False
+        )
+
+    def claim_submission(self, run_id: str, key: str, *, now_ms: int, lease_ms: int) -> bool:
+        # A conditional write is the lock: ListJobs is eventually consistent, so two trackers
+        # could each miss the other's job; only the writer whose put succeeds submits.
+        return self._put(
+            f"RUN#{run_id}", f"CLAIM#{key}", {"expires": now_ms + lease_ms},
+            "attribute_not_exists(pk) OR expires <= :now", {":now": {"N": str(now_ms)}},
+            expires={"N": str(now_ms + lease_ms)},
+        )
 
     # -- stages and items -------------------------------------------------------------------
 

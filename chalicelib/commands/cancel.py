@@ -1,6 +1,6 @@
 """`conveyor cancel`: stop a run (or one job) from any terminal, and the stop that Ctrl-C on `conveyor run` makes.
 
-Both go through the core's ``cancel_run``; the CLI's own part is waiting until the engine
+Both go through the core's ``run_end.cancel_run``; the CLI's own part is waiting until the engine
 reports every job of the run ended, so no job outlives the engine that runs it (and comes
 back as a lost-host retry at the next start).
 """
@@ -18,8 +18,8 @@ from rich.console import Console
 
 from chalicelib.local.engine_reader import engine_url
 from chalicelib.local.runtime import LocalRuntime, open_in_process, open_remote
-from chalicelib.pipeline.cancel import cancel_run, unfinished_jobs
 from chalicelib.pipeline.errors import PipelineError
+from chalicelib.pipeline.run_end import cancel_run, unfinished_jobs
 from chalicelib.pipeline.submitter import SubmissionError
 
 STOP_WAIT_SECONDS = 45.0  # past the engine's SIGTERM-to-SIGKILL grace (30 s by default)
@@ -79,7 +79,7 @@ def stop_run(runtime: LocalRuntime, run_id: str, reason: str, console: Console) 
     had under way) is stopped on a second pass.
     """
     outcome = cancel_run(runtime.ports, run_id, reason)
-    stopped = set(outcome.stopped)
+    stopped = set(outcome.terminated)
     deadline = time.monotonic() + STOP_WAIT_SECONDS
     announced = False
     while True:
@@ -93,7 +93,7 @@ def stop_run(runtime: LocalRuntime, run_id: str, reason: str, console: Console) 
         if not alive:
             break
         if set(alive) - stopped:
-            stopped |= set(cancel_run(runtime.ports, run_id, reason).stopped)
+            stopped |= set(cancel_run(runtime.ports, run_id, reason).terminated)
         if time.monotonic() > deadline:
             console.print(f"warning: {len(alive)} job(s) of run {run_id} have not stopped yet: "
                           f"{', '.join(alive[:5])}", highlight=False, soft_wrap=True)
@@ -111,5 +111,5 @@ def settle_jobs(runtime: LocalRuntime, run_id: str, console: Console) -> None:
     """After a run ended: waits for jobs still stopping (cancelled elsewhere) before the engine stops."""
     if unfinished_jobs(runtime.ports, run_id):
         run = runtime.store.get_run(run_id)
-        reason = str(run.failures[-1].get("reason", "")) if run and run.failures else "run ended"
-        stop_run(runtime, run_id, reason or "run ended", console)
+        reason = str(run.failures[0].get("reason", "")) if run and run.failures else ""
+        stop_run(runtime, run_id, reason.removeprefix("cancelled: ") or "the run ended", console)

@@ -13,7 +13,7 @@ from pathlib import Path
 from chalicelib.commands.run_summary import item_keys
 from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.local.runtime import RUNS_DB
-from chalicelib.pipeline.tracker import DEPENDENCY_FAILED
+from chalicelib.pipeline.run_end import DEPENDENCY_FAILED
 
 
 class RunLogError(LookupError):

@@ -88,7 +88,7 @@ def print_summary(
             skipped[failure["stage"]] = skipped.get(failure["stage"], 0) + 1
     console.print(f"[red]{len(roots)} failure(s)[/]", highlight=False, soft_wrap=True)
     for failure in roots:
-        if not failure.get("stage"):  # the run itself: cancelled, or ended by the state machine's cleanup
+        if not failure.get("stage"):  # a run-level cause (a stage nothing tolerates, a timeout, a cancel)
             console.print(f"- run: {failure.get('reason') or 'failed'}", highlight=False, markup=False,
                           soft_wrap=True)
             continue
@@ -109,6 +109,9 @@ def print_summary(
             f"- stage {stage}: {count} item(s) not run because an upstream item failed",
             highlight=False, soft_wrap=True,
         )
+    if run.failure_count > len(failures):
+        console.print(f"- and {run.failure_count - len(failures)} more failure(s) (only the first are kept)",
+                      highlight=False, soft_wrap=True)
     if any(f.get("jobId") for f in roots):
         console.print(f"full logs: conveyor logs --run {run.run_id} --stage STAGE --item ITEM",
                       highlight=False, markup=False, soft_wrap=True)

@@ -20,8 +20,8 @@ from chalicelib.aws.composition import (
     validate_input,
 )
 from chalicelib.pipeline import runs as service
-from chalicelib.pipeline.cancel import cancel_run
 from chalicelib.pipeline.errors import PipelineError
+from chalicelib.pipeline.run_end import cancel_run
 
 blueprint = Blueprint(__name__)
 iam_auth = IAMAuthorizer()
@@ -89,10 +89,8 @@ def cancel(run_id: str) -> dict[str, Any]:
     reason = body.get("reason") if isinstance(body, dict) else None
     if reason is not None and (not isinstance(reason, str) or not reason.strip()):
         raise BadRequestError("$.reason: expected a non-empty string")
-    try:
-        outcome = cancel_run(runtime().ports(), run_id, (reason or "by the user (API)")[:1000])
-    except PipelineError as err:
-        raise _errors(err) from err
-    run = runtime().store.get_run(run_id)
-    return {"runId": run_id, "status": run.status.value if run else "FAILED",
-            "stoppedJobs": outcome.stopped, "alreadyEnded": outcome.already_ended}
+    outcome = cancel_run(runtime().ports(), run_id, (reason or "by the user (API)")[:1000])
+    if outcome.status is None:
+        raise NotFoundError(f"no run {run_id!r}")
+    return {"runId": run_id, "status": outcome.status.value, "stoppedJobs": outcome.terminated,
+            "alreadyEnded": not outcome.ended}

@@ -1,4 +1,4 @@
-"""Blueprint: Lambdas invoked by Step Functions (plan, submit, wait, reconcile, finalize, cleanup)."""
+"""Blueprint: the Lambda Step Functions invokes for every task; the tasks themselves are in state_machine_tasks.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from chalice.app import Blueprint
 
 from chalicelib.aws.composition import runtime
-from chalicelib.handlers import run_tasks
+from chalicelib.handlers import state_machine_tasks
 from chalicelib.observability import logger, metrics, tracer
 
 blueprint = Blueprint(__name__)
@@ -23,9 +23,9 @@ def tasks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state machine retries (BatchThrottledError) or turns into the Fail state's cause.
     """
     action = str(event.get("action", ""))
-    task = run_tasks.TASKS.get(action)
+    task = state_machine_tasks.TASKS.get(action)
     metrics.add_metric(name=f"Task_{action}" if task else "TaskRejected", unit="Count", value=1)
     if task is None:
-        raise ValueError(f"action: expected one of {sorted(run_tasks.TASKS)}, got {action!r}")
+        raise ValueError(f"action: expected one of {sorted(state_machine_tasks.TASKS)}, got {action!r}")
     logger.append_keys(action=action, runId=event.get("runId"))
     return task(runtime(), event)

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from chalicelib.pipeline.stream.records import ItemRecord, ItemStatus
+from chalicelib.pipeline.stream.records import ItemRecord, ItemStatus, moves_forward
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stream_items (
@@ -20,16 +20,7 @@ CREATE TABLE IF NOT EXISTS stream_items (
     PRIMARY KEY (run_id, stage, item_key));
 CREATE INDEX IF NOT EXISTS stream_items_by_status ON stream_items (run_id, status);
 """
-_RANK = {ItemStatus.QUEUED: 0, ItemStatus.RUNNING: 1, ItemStatus.RETRYING: 2}
 _COLUMNS = "run_id, stage, item_key, status, receives, reason, arrived_at, updated_at, worker"
-
-
-def _moves_forward(current: ItemRecord, new: ItemRecord) -> bool:
-    if current.status.is_terminal:
-        return False
-    if new.status.is_terminal:
-        return True
-    return (new.receives, _RANK[new.status]) > (current.receives, _RANK[current.status])
 
 
 class SqliteItemStore:
@@ -59,7 +50,7 @@ class SqliteItemStore:
         try:
             raw = db.execute(f"SELECT {_COLUMNS} FROM stream_items WHERE run_id = ? AND stage = ? AND item_key = ?",
                              (record.run_id, record.stage, record.key)).fetchone()
-            if raw is not None and not _moves_forward(_record(raw), record):
+            if raw is not None and not moves_forward(_record(raw), record):
                 db.execute("ROLLBACK")
                 return False
             arrived = record.arrived_at if raw is None or raw[6] is None else raw[6]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.pipeline.records import (
-    BATCH_STATUS_ORDER,
     ItemResult,
     JobRecord,
     RunRecord,
@@ -25,13 +24,17 @@ from chalicelib.pipeline.records import (
     StageRecord,
     StageStatus,
     WaitOutcome,
+    advanced_job,
+    is_forward,
+    updated_run,
 )
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, status TEXT NOT NULL,
   created_at INTEGER NOT NULL, ended_at INTEGER, prefix TEXT NOT NULL, items INTEGER NOT NULL,
-  spec TEXT NOT NULL, source TEXT NOT NULL, failures TEXT NOT NULL, parent_run_id TEXT);
+  spec TEXT NOT NULL, source TEXT NOT NULL, failures TEXT NOT NULL, parent_run_id TEXT,
+  failure_count INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
   run_id TEXT NOT NULL, key TEXT NOT NULL, stage TEXT NOT NULL, job_id TEXT NOT NULL,
   job_name TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -50,6 +53,9 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS waits (
   run_id TEXT NOT NULL, stage TEXT NOT NULL, token TEXT, result TEXT,
   PRIMARY KEY (run_id, stage));
+CREATE TABLE IF NOT EXISTS claims (
+  run_id TEXT NOT NULL, key TEXT NOT NULL, expires_at INTEGER NOT NULL,
+  PRIMARY KEY (run_id, key));
 """
 
 _JOB_COLUMNS = (
@@ -70,6 +76,9 @@ class SqliteRunStore:
         with self._lock:
             # executescript commits on its own, so it runs outside ``_write``.
             self._conn().executescript(SCHEMA)
+            columns = {row["name"] for row in self._conn().execute("PRAGMA table_info(runs)")}
+            if "failure_count" not in columns:  # a runs file written before failure counts existed
+                self._conn().execute("ALTER TABLE runs ADD COLUMN failure_count INTEGER NOT NULL DEFAULT 0")
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -106,11 +115,12 @@ class SqliteRunStore:
     def create_run(self, run: RunRecord) -> bool:
         with self._write() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO runs (run_id, pipeline, status, created_at, ended_at, prefix, items,"
+                " spec, source, failures, parent_run_id, failure_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.run_id, run.pipeline, run.status.value, run.created_at, run.ended_at,
                     run.prefix, run.items, json.dumps(run.spec), run.source,
-                    json.dumps(list(run.failures)), run.parent_run_id,
+                    json.dumps(list(run.failures)), run.parent_run_id, run.failure_count,
                 ),
             )
             return cur.rowcount == 1
@@ -132,18 +142,18 @@ class SqliteRunStore:
         status: RunStatus,
         ended_at: int | None = None,
         failures: Sequence[dict[str, Any]] | None = None,
+        failure_count: int | None = None,
     ) -> None:
-        # A finished run never goes back to a non-terminal status (a late "RUNNING" from
-        # the submitting thread must not undo the tracker's verdict).
-        guard = "" if status.is_terminal else " AND status NOT IN ('SUCCEEDED', 'FAILED')"
         with self._write() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            new = updated_run(
+                _to_run(row), status=status, ended_at=ended_at, failures=failures, failure_count=failure_count,
+            ) if row else None
+            if new is None:
+                return
             db.execute(
-                "UPDATE runs SET status=?, ended_at=COALESCE(?, ended_at),"
-                " failures=COALESCE(?, failures) WHERE run_id=?" + guard,
-                (
-                    status.value, ended_at,
-                    json.dumps(list(failures)) if failures is not None else None, run_id,
-                ),
+                "UPDATE runs SET status=?, ended_at=?, failures=?, failure_count=? WHERE run_id=?",
+                (new.status.value, new.ended_at, json.dumps(list(new.failures)), new.failure_count, run_id),
             )
 
     # -- jobs -----------------------------------------------------------------------------
@@ -193,15 +203,26 @@ class SqliteRunStore:
         stopped_at: int | None = None,
     ) -> bool:
         with self._write() as db:
-            row = db.execute("SELECT status FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-            if row is None or not _is_forward(row["status"], status):
+            row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            moved = advanced_job(
+                _to_job(row), status, reason=reason, started_at=started_at, stopped_at=stopped_at,
+            ) if row else None
+            if moved is None:
                 return False
             db.execute(
-                "UPDATE jobs SET status=?, status_reason=?, started_at=COALESCE(?, started_at),"
-                " stopped_at=COALESCE(?, stopped_at) WHERE job_id=?",
-                (status, reason, started_at, stopped_at, job_id),
+                "UPDATE jobs SET status=?, status_reason=?, started_at=?, stopped_at=? WHERE job_id=?",
+                (moved.status, moved.status_reason, moved.started_at, moved.stopped_at, job_id),
             )
             return True
+
+    def claim_submission(self, run_id: str, key: str, *, now_ms: int, lease_ms: int) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO claims VALUES (?,?,?) ON CONFLICT(run_id, key) DO UPDATE SET"
+                " expires_at=excluded.expires_at WHERE claims.expires_at <= ?",
+                (run_id, key, now_ms + lease_ms, now_ms),
+            )
+            return cur.rowcount == 1
 
     # -- stages and items -----------------------------------------------------------------
 
@@ -238,7 +259,7 @@ class SqliteRunStore:
                     "SELECT status FROM items WHERE run_id=? AND stage=? AND idx=?",
                     (res.run_id, res.stage, res.index),
                 ).fetchone()
-                if row is not None and not _is_forward(row["status"], res.status):
+                if row is not None and not is_forward(row["status"], res.status):
                     continue
                 db.execute(
                     "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?)",
@@ -288,21 +309,13 @@ class SqliteRunStore:
         return WaitOutcome(completed=True, token=row["token"], result=json.loads(row["result"]))
 
 
-def _is_forward(current: str, new: str) -> bool:
-    """True when ``new`` is later in the Batch lifecycle than ``current``.
-
-    A retried attempt goes RUNNING -> RUNNABLE on Batch; per job we only report forward
-    progress, so such a move is ignored until the attempt ends (SUCCEEDED/FAILED).
-    """
-    return BATCH_STATUS_ORDER.get(new, -1) > BATCH_STATUS_ORDER.get(current, -1)
-
-
 def _to_run(row: sqlite3.Row) -> RunRecord:
     return RunRecord(
         run_id=row["run_id"], pipeline=row["pipeline"], status=RunStatus(row["status"]),
         created_at=row["created_at"], ended_at=row["ended_at"], prefix=row["prefix"],
         items=row["items"], spec=json.loads(row["spec"]), source=row["source"],
         failures=tuple(json.loads(row["failures"])), parent_run_id=row["parent_run_id"],
+        failure_count=row["failure_count"],
     )
 
 

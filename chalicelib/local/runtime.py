@@ -19,6 +19,7 @@ from typing import Any
 from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.local.starter import LocalRunStarter
 from chalicelib.objectstores import open_store
+from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.events import MemoryPublisher
 from chalicelib.pipeline.joins import manifest_join_items
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT
@@ -71,12 +72,17 @@ class LocalRuntime:
 
 
 def queue_map(batch: Any) -> dict[str, str]:
-    """Compute class -> queue: a queue named like the class when it exists, else ``default``."""
+    """Compute class -> queue: a queue named like the class when it exists, else ``default``.
+
+    Raises:
+        PipelineError: the engine did not answer DescribeJobQueues (every job would otherwise
+            be sent to ``default`` without a word, or fail later at SubmitJob).
+    """
     try:
         found = batch.describe_job_queues(jobQueues=list(COMPUTE_CLASSES)).get("jobQueues", [])
-        names = {q["jobQueueName"] for q in found if q.get("state", "ENABLED") == "ENABLED"}
-    except Exception:
-        names = set()
+    except Exception as err:  # any client error (botocore, HTTP, engine) becomes one message naming the call
+        raise PipelineError(f"cannot list the engine's job queues (DescribeJobQueues): {err}") from err
+    names = {q["jobQueueName"] for q in found if q.get("state", "ENABLED") == "ENABLED"}
     return {cls: (cls if cls in names else "default") for cls in COMPUTE_CLASSES}
 
 
@@ -93,6 +99,7 @@ def _wire(
     tracker = Tracker(
         store=store, batch=batch, publisher=publisher,
         join_items=manifest_join_items(open_store("file:///")), clock=epoch_ms,
+        enforce_deadlines=True,  # no state machine here: the tracker ends waits past wait_timeout
     )
     ports = RunPorts(
         batch=batch, store=store, publisher=publisher, queues=queue_map(batch), objects=open_store,
@@ -147,8 +154,13 @@ def open_in_process(
     except BaseException:
         engine.stop()
         raise
-    engine.folder_lock.advertise(server.url)
-    runtime = open_with_engine(engine, data_dir, array_limit=array_limit, dependency_limit=dependency_limit)
+    try:
+        engine.folder_lock.advertise(server.url)
+        runtime = open_with_engine(engine, data_dir, array_limit=array_limit, dependency_limit=dependency_limit)
+    except BaseException:
+        server.stop()
+        engine.stop()
+        raise
     runtime.endpoint_url = server.url
     runtime._closers.insert(0, engine.stop)
     runtime._closers.insert(1, server.stop)

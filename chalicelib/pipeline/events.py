@@ -88,7 +88,8 @@ def run_event(
         "endedAt": run.ended_at,
         "counts": totals,
         "stages": {s.stage: {"status": s.status.value, "counts": dict(s.counts)} for s in stages},
-        "failures": list(run.failures),
+        "failures": list(run.failures),  # the first ones (run_end.bound_failures)
+        "failureCount": max(run.failure_count, len(run.failures)),
     }
     return to_envelope(RUN_DETAIL_TYPE, detail, [run_arn(run.run_id)], now_ms=now_ms)
 

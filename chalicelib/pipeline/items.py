@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from chalicelib.pipeline.errors import ItemsError, ObjectStoreError, PathEscapeError
 from chalicelib.pipeline.model import Item, ItemsSource
@@ -168,20 +169,41 @@ def _strip_extensions(rel: str) -> str:
 
 
 def _checked(items: list[Item], where: str) -> list[Item]:
+    """Sorted items whose keys are safe and map to distinct output folders (the mapping is injective).
+
+    A key becomes a path under the run prefix (``<stage>/<key>/``); the file store reads that
+    path percent-decoded, so ``a%2fb`` is the folder ``a/b`` and ``%2e%2e`` is ``..``. A key
+    is therefore checked as written and as decoded, and two keys that name one folder (the
+    same after decoding, after ``\\`` -> ``/`` or without a trailing ``/``) are refused.
+    """
     items = sorted(items, key=lambda item: item.key)
-    seen: set[str] = set()
+    folders: dict[str, str] = {}
     for item in items:
-        try:
-            check_key(item.key)
-        except PathEscapeError as err:
-            raise ItemsError(f"item key {item.key[:60]!r} from {where} is not a safe path: {err}") from err
-        if item.key in seen:
+        folder = output_folder(item.key, where)
+        other = folders.get(folder)
+        if other == item.key:
             raise ItemsError(
                 f"duplicate item key {item.key!r} in {where} "
                 "(narrow the pattern, or group files into one item with items.group)"
             )
-        seen.add(item.key)
+        if other is not None:
+            raise ItemsError(
+                f"item keys {other!r} and {item.key!r} in {where} name the same output folder {folder!r}; "
+                "rename one (keys are paths: '%xx' escapes, '\\' and a trailing '/' are read as the path they spell)"
+            )
+        folders[folder] = item.key
     return items
+
+
+def output_folder(key: str, where: str) -> str:
+    """The folder a key names under a stage's output, or ItemsError when it is not a safe path."""
+    folder = unquote(key).replace("\\", "/").rstrip("/")
+    try:
+        check_key(key)
+        check_key(folder)
+    except PathEscapeError as err:
+        raise ItemsError(f"item key {key[:60]!r} from {where} is not a safe path: {err}") from err
+    return folder
 
 
 def read_items_manifest(store: ObjectStore, uri: str) -> list[Item]:

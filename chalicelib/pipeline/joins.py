@@ -87,7 +87,7 @@ def plan_deferred(
 
 def succeeded_items(ctx: RunContext, stage: str, store: RunStore) -> list[int]:
     """Indexes of the items that succeeded in every foreach stage the join follows."""
-    upstream = [u for u in ctx.spec.stage(stage).after if ctx.spec.stage(u).foreach]
+    upstream = ctx.plan.stage(stage).gathers
     common: set[int] | None = None
     for name in upstream:
         ok = {r.index for r in store.list_item_results(ctx.run.run_id, name) if r.status == "SUCCEEDED"}
@@ -96,13 +96,7 @@ def succeeded_items(ctx: RunContext, stage: str, store: RunStore) -> list[int]:
 
 
 def _needs_item_list(ctx: RunContext, job: PlannedJob) -> bool:
-    stage = ctx.spec.stage(job.stage)
-    return (
-        job.kind is JobKind.STAGE
-        and stage.allow_failed_items
-        and not stage.foreach
-        and any(ctx.spec.stage(u).foreach for u in stage.after)
-    )
+    return job.kind is JobKind.STAGE and ctx.plan.stage(job.stage).item_list
 
 
 def _is_terminal(record: StageRecord | None) -> bool:

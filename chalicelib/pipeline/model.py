@@ -8,6 +8,8 @@ planner stays pure and a Plan can be stored between Lambda calls as JSON
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -54,6 +56,18 @@ COMPUTE_LIMITS: Mapping[ComputeClass, ComputeLimits] = {
 }
 
 
+def batch_safe_name(name: str, limit: int = 128) -> str:
+    """``name`` with characters Batch refuses replaced by ``_``, cut to ``limit`` with a hash kept unique.
+
+    The one rule for every Batch name Conveyor derives (job names, job definition names).
+    """
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    if len(safe) <= limit:
+        return safe
+    digest = hashlib.sha256(safe.encode()).hexdigest()[:12]
+    return f"{safe[: limit - 13]}-{digest}"
+
+
 @dataclass(frozen=True)
 class RetryRule:
     """One Batch ``evaluateOnExit`` entry; every condition given must match (AND)."""
@@ -63,16 +77,19 @@ class RetryRule:
     on_reason: str | None = None
     on_exit_code: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
+    def to_batch(self) -> dict[str, str]:
+        """The rule as a Batch ``evaluateOnExit`` entry (the only form it is written in)."""
         data = {"action": self.action}
-        for name in ("on_status_reason", "on_reason", "on_exit_code"):
+        for name, batch_name in (("on_status_reason", "onStatusReason"), ("on_reason", "onReason"),
+                                 ("on_exit_code", "onExitCode")):
             value = getattr(self, name)
             if value is not None:
-                data[name] = value
+                data[batch_name] = value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RetryRule:
+        """A rule from the spec's ``evaluate_on_exit`` entry (snake_case keys)."""
         return cls(
             action=str(data["action"]).upper(),
             on_status_reason=data.get("on_status_reason"),
@@ -265,6 +282,43 @@ class PlannedJob:
 
 
 @dataclass(frozen=True)
+class PlannedStage:
+    """How a stage runs, decided once by the planner; code after planning reads this, not the spec.
+
+    ``foreach``: one unit per item (array children); otherwise the stage is a join, one job over
+    every item. ``units``: what its status reports on (the item count, or 1 for a join).
+    ``gathers``: the foreach stages a join collects (in ``after`` order). ``item_list``: a
+    tolerant join (``allow_failed_items`` over foreach stages) that runs on the list of items
+    that succeeded there, which the tracker writes before submitting it.
+    """
+
+    name: str
+    foreach: bool
+    units: int
+    gathers: tuple[str, ...] = ()
+    item_list: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "foreach": self.foreach, "units": self.units, "gathers": list(self.gathers),
+                "item_list": self.item_list}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PlannedStage:
+        return cls(name=str(data["name"]), foreach=bool(data["foreach"]), units=int(data["units"]),
+                   gathers=tuple(data.get("gathers", ())), item_list=bool(data.get("item_list", False)))
+
+
+def planned_stage(spec: PipelineSpec, name: str, item_count: int) -> PlannedStage:
+    """The one derivation of a stage's shape from the spec (the planner calls it once per stage)."""
+    stage = spec.stage(name)
+    gathers = () if stage.foreach else tuple(u for u in stage.after if spec.stage(u).foreach)
+    return PlannedStage(
+        name=name, foreach=stage.foreach, units=item_count if stage.foreach else 1, gathers=gathers,
+        item_list=stage.allow_failed_items and bool(gathers),
+    )
+
+
+@dataclass(frozen=True)
 class Plan:
     """Every job of one run, dependencies before dependents (submit in this order)."""
 
@@ -275,7 +329,15 @@ class Plan:
     jobs: tuple[PlannedJob, ...]
     array_limit: int = 10_000
     dependency_limit: int = 20
+    stages: tuple[PlannedStage, ...] = ()
     _index: dict[str, PlannedJob] = field(default_factory=dict, compare=False, repr=False)
+
+    def stage(self, name: str) -> PlannedStage:
+        """The planned shape of a stage (KeyError for a stage not in the plan)."""
+        for planned in self.stages:
+            if planned.name == name:
+                return planned
+        raise KeyError(name)
 
     def job(self, key: str) -> PlannedJob:
         if not self._index:
@@ -306,6 +368,7 @@ class Plan:
             "stage_order": list(self.stage_order),
             "array_limit": self.array_limit,
             "dependency_limit": self.dependency_limit,
+            "stages": [stage.to_dict() for stage in self.stages],
             "jobs": [job.to_dict() for job in self.jobs],
         }
 
@@ -319,4 +382,5 @@ class Plan:
             jobs=tuple(PlannedJob.from_dict(j) for j in data["jobs"]),
             array_limit=int(data.get("array_limit", 10_000)),
             dependency_limit=int(data.get("dependency_limit", 20)),
+            stages=tuple(PlannedStage.from_dict(s) for s in data.get("stages", ())),
         )

@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chalicelib.pipeline.invocation import build_runner_argv
-from chalicelib.pipeline.model import JobKind, PipelineSpec, PlannedJob, Stage
+from chalicelib.pipeline.model import JobKind, PipelineSpec, PlannedJob, Stage, batch_safe_name
 
 HASH_KEY = "conveyorHash"
 PREFIX_PLACEHOLDER = "Ref::runPrefix"
 BARRIER_COMMAND = ("true",)
-_NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,7 @@ class SubmitContext:
 
 def definition_name(pipeline: str, stage: str) -> str:
     """Deterministic Batch-safe job definition name for a pipeline's stage (<=128 chars)."""
-    name = _NAME_SAFE.sub("_", f"conveyor-{pipeline}-{stage}")
-    if len(name) > 128:
-        name = f"{name[:115]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
-    return name
+    return batch_safe_name(f"conveyor-{pipeline}-{stage}")
 
 
 def stage_image(stage: Stage) -> str:
@@ -122,16 +117,7 @@ def to_resource_requirements(stage: Stage) -> list[dict[str, str]]:
 
 
 def to_retry_strategy(stage: Stage) -> dict[str, Any]:
-    rules = []
-    for rule in stage.retry.evaluate_on_exit:
-        entry = {"action": rule.action}
-        if rule.on_status_reason is not None:
-            entry["onStatusReason"] = rule.on_status_reason
-        if rule.on_reason is not None:
-            entry["onReason"] = rule.on_reason
-        if rule.on_exit_code is not None:
-            entry["onExitCode"] = rule.on_exit_code
-        rules.append(entry)
+    rules = [rule.to_batch() for rule in stage.retry.evaluate_on_exit]
     strategy: dict[str, Any] = {"attempts": stage.retry.attempts}
     if rules:
         strategy["evaluateOnExit"] = rules

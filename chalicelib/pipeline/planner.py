@@ -28,9 +28,9 @@ at most 128 characters (long names are shortened with a hash suffix).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 from chalicelib.pipeline.errors import PlanningError
 from chalicelib.pipeline.model import (
@@ -41,6 +41,8 @@ from chalicelib.pipeline.model import (
     PlannedDependency,
     PlannedJob,
     Stage,
+    batch_safe_name,
+    planned_stage,
 )
 
 DEFAULT_ARRAY_LIMIT = 10_000  # Batch: arrayProperties.size is 2..10,000
@@ -76,6 +78,7 @@ def plan(
         jobs=tuple(builder.jobs),
         array_limit=array_limit,
         dependency_limit=dependency_limit,
+        stages=tuple(planned_stage(spec, name, item_count) for name in order),
     )
 
 
@@ -124,11 +127,7 @@ def balanced_chunks(item_count: int, array_limit: int) -> list[tuple[int, int]]:
 
 def job_name(run_id: str, key: str) -> str:
     """Deterministic Batch-safe job name for a planned job key (<=128 chars)."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{run_id}-{key}")
-    if len(name) > MAX_JOB_NAME:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-        name = f"{name[: MAX_JOB_NAME - 13]}-{digest}"
-    return name
+    return batch_safe_name(f"{run_id}-{key}", MAX_JOB_NAME)
 
 
 def _check_arguments(
@@ -254,59 +253,34 @@ class _PlanBuilder:
         deferred: bool,
         waits_for: tuple[str, ...],
     ) -> PlannedJob:
-        # SEQUENTIAL takes one dependsOn slot of its own on the final job.
-        limit = self.dependency_limit - (1 if sequential else 0)
-        narrowed = self._narrow(deps, limit, key, stage, chunk, offset, size, array_size, deferred)
-        if sequential:
-            narrowed.append(PlannedDependency(None, DependencyType.SEQUENTIAL))
         job = PlannedJob(
-            key=key,
-            name=job_name(self.run_id, key),
-            stage=stage,
-            kind=JobKind.STAGE,
-            chunk=chunk,
-            offset=offset,
-            size=size,
-            array_size=array_size,
-            depends_on=tuple(narrowed),
-            deferred=deferred,
+            key=key, name=job_name(self.run_id, key), stage=stage, kind=JobKind.STAGE, chunk=chunk,
+            offset=offset, size=size, array_size=array_size, depends_on=(), deferred=deferred,
             waits_for=waits_for,
         )
+        # SEQUENTIAL takes one dependsOn slot of its own on the final job.
+        narrowed = self._narrow(job, deps, self.dependency_limit - (1 if sequential else 0))
+        if sequential:
+            narrowed.append(PlannedDependency(None, DependencyType.SEQUENTIAL))
+        job = replace(job, depends_on=tuple(narrowed))
         self.jobs.append(job)
         return job
 
-    def _narrow(
-        self,
-        deps: list[PlannedDependency],
-        limit: int,
-        key: str,
-        stage: str,
-        chunk: int,
-        offset: int,
-        size: int,
-        array_size: int | None,
-        deferred: bool,
-    ) -> list[PlannedDependency]:
-        """Replaces too many dependencies by barrier levels until at most ``limit`` remain."""
+    def _narrow(self, job: PlannedJob, deps: list[PlannedDependency], limit: int) -> list[PlannedDependency]:
+        """Replaces too many dependencies of ``job`` by barrier levels until at most ``limit`` remain.
+
+        A barrier covers the same items as ``job`` (same stage, chunk, offset, size, array size).
+        """
         level = 0
         while len(deps) > limit:
             next_level: list[PlannedDependency] = []
             for index, group in enumerate(_balanced_groups(deps, self.dependency_limit)):
-                barrier_key = f"{key}.b{level}-{index}"
-                barrier = PlannedJob(
-                    key=barrier_key,
-                    name=job_name(self.run_id, barrier_key),
-                    stage=stage,
-                    kind=JobKind.BARRIER,
-                    chunk=chunk,
-                    offset=offset,
-                    size=size,
-                    array_size=array_size,
-                    depends_on=tuple(group),
-                    deferred=deferred,
-                )
-                self.jobs.append(barrier)
-                link = DependencyType.N_TO_N if array_size is not None else None
+                barrier_key = f"{job.key}.b{level}-{index}"
+                self.jobs.append(replace(
+                    job, key=barrier_key, name=job_name(self.run_id, barrier_key), kind=JobKind.BARRIER,
+                    depends_on=tuple(group), waits_for=(),
+                ))
+                link = DependencyType.N_TO_N if job.array_size is not None else None
                 next_level.append(PlannedDependency(barrier_key, link))
             deps = next_level
             level += 1

@@ -6,9 +6,9 @@ entry, tests), never by ``if local:``:
 | port            | local                                   | AWS                                   |
 | --------------- | --------------------------------------- | ------------------------------------- |
 | BatchClient     | engine.client() or boto3 at `serve`     | boto3 ``batch`` client                |
-| RunStore        | runstore_sqlite.SqliteRunStore          | DynamoDB run store (infra)            |
-| RunStarter      | starter_local.LocalRunStarter           | Step Functions StartExecution (infra) |
-| EventPublisher  | in-memory / callback publisher          | EventBridge PutEvents (infra)         |
+| RunStore        | local/runstore.SqliteRunStore           | aws/runstore.DynamoRunStore           |
+| RunStarter      | local/starter.LocalRunStarter           | aws/starter.SfnRunStarter             |
+| EventPublisher  | events.MemoryPublisher (+ event log)    | aws/publisher.EventBridgePublisher    |
 
 The ObjectStore port (manifests, outputs) belongs to ``objectstore.py``.
 
@@ -17,13 +17,19 @@ Run-store contract (both implementations must honour it; the unit tests in
 
 * ``create_run`` is idempotent: it returns False and changes nothing when the run id exists
   (a trigger delivered twice starts one run).
-* ``update_run`` never moves a finished (SUCCEEDED/FAILED) run back to a non-terminal status.
+* ``update_run`` never moves a finished (SUCCEEDED/FAILED) run back to a non-terminal status
+  (``records.updated_run`` is the rule; both stores call it).
 * ``put_job`` records a submitted Batch job under its deterministic ``(run_id, key)``; the
   submitter calls it right after each SubmitJob, and ``get_job`` before each one.
 * ``advance_job`` applies a Batch status to a recorded job only if it moves the job forward
   in the lifecycle (SUBMITTED < PENDING < RUNNABLE < STARTING < RUNNING < SUCCEEDED|FAILED);
   it returns False for duplicates, regressions (RUNNING after SUCCEEDED) and unknown job ids,
-  which is what makes the tracker idempotent for duplicate and out-of-order events.
+  which is what makes the tracker idempotent for duplicate and out-of-order events. A move
+  without a reason keeps the earlier reason (``records.advanced_job`` is the rule; both
+  stores call it, and ``tests/unit/pipeline/test_runstore_sqlite.py`` holds both to it).
+* ``claim_submission`` is a lock taken by a conditional write: exactly one caller gets True
+  until the lease ends. The tracker takes it before submitting a deferred join, since
+  ListJobs (the submitter's duplicate check) is eventually consistent on AWS.
 * ``put_item_results`` upserts per-item states with the same no-regress rule.
 * The wait pattern (AWS): the state machine's waiting task stores its task token with
   ``put_task_token``; the tracker stores a finished stage's result with ``put_stage_result``.
@@ -90,6 +96,7 @@ class RunStore(Protocol):
         status: RunStatus,
         ended_at: int | None = None,
         failures: Sequence[dict[str, Any]] | None = None,
+        failure_count: int | None = None,
     ) -> None: ...
 
     def put_job(self, job: JobRecord) -> None:
@@ -114,6 +121,10 @@ class RunStore(Protocol):
         stopped_at: int | None = None,
     ) -> bool:
         """Moves a recorded job forward; False for duplicate, regressing or unknown."""
+        ...
+
+    def claim_submission(self, run_id: str, key: str, *, now_ms: int, lease_ms: int) -> bool:
+        """True for the one caller that may submit ``key`` now (a lease that ends after ``lease_ms``)."""
         ...
 
     def put_stage(self, stage: StageRecord) -> None:

@@ -7,7 +7,8 @@ Timestamps are epoch milliseconds, as in AWS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -58,8 +59,9 @@ class RunRecord:
 
     ``spec`` is the spec snapshot as a JSON-able dict (what was planned), ``prefix`` the run's
     object-store prefix (``file://...`` or ``s3://...``) holding the manifest and outputs, and
-    ``items`` the number of items. ``failures`` lists human-readable failure entries once the run
-    has ended (dicts with stage, item, reason, job_id).
+    ``items`` the number of items. ``failures`` lists the first human-readable failure entries
+    once the run has ended (dicts with stage, item, reason, jobId); ``failure_count`` counts all
+    of them (``run_end.bound_failures`` keeps the record and its event under the AWS size limits).
     """
 
     run_id: str
@@ -73,6 +75,7 @@ class RunRecord:
     source: str = ""
     failures: tuple[dict[str, Any], ...] = ()
     parent_run_id: str | None = None
+    failure_count: int = 0  # every failure; ``failures`` keeps only the first ones (size limits)
 
 
 @dataclass(frozen=True)
@@ -138,3 +141,59 @@ class WaitOutcome:
     completed: bool
     token: str | None = None
     result: dict[str, Any] | None = None
+
+
+# -- status only moves forward: the one rule both run stores apply -------------------------
+
+
+def is_forward(current: str, new: str) -> bool:
+    """True when Batch status ``new`` is later in the lifecycle than ``current``.
+
+    A retried attempt goes RUNNING -> RUNNABLE on Batch; per job only forward progress is
+    recorded, so such a move is ignored until the attempt ends (SUCCEEDED/FAILED).
+    """
+    return BATCH_STATUS_ORDER.get(new, -1) > BATCH_STATUS_ORDER.get(current, -1)
+
+
+def advanced_job(
+    job: JobRecord,
+    status: str,
+    *,
+    reason: str = "",
+    started_at: int | None = None,
+    stopped_at: int | None = None,
+) -> JobRecord | None:
+    """``job`` moved to ``status``, or None when that is not a move forward (nothing to write).
+
+    A move that carries no reason or time keeps the earlier ones: an event without a
+    ``statusReason`` does not erase what an earlier event said.
+    """
+    if not is_forward(job.status, status):
+        return None
+    return replace(
+        job, status=status, status_reason=reason or job.status_reason,
+        started_at=started_at if started_at is not None else job.started_at,
+        stopped_at=stopped_at if stopped_at is not None else job.stopped_at,
+    )
+
+
+def updated_run(
+    run: RunRecord,
+    *,
+    status: RunStatus,
+    ended_at: int | None = None,
+    failures: Sequence[dict[str, Any]] | None = None,
+    failure_count: int | None = None,
+) -> RunRecord | None:
+    """``run`` with the update applied, or None when it would move a finished run back.
+
+    A finished (SUCCEEDED/FAILED) run never returns to SUBMITTING/RUNNING: a late "RUNNING"
+    from the submitting thread must not undo the verdict. Fields not given keep their values.
+    """
+    if run.status.is_terminal and not status.is_terminal:
+        return None
+    kept = tuple(failures) if failures is not None else run.failures
+    return replace(
+        run, status=status, ended_at=ended_at if ended_at is not None else run.ended_at, failures=kept,
+        failure_count=failure_count if failure_count is not None else max(run.failure_count, len(kept)),
+    )

@@ -9,11 +9,11 @@ plan, the queue per compute class and the job definition per stage.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chalicelib.pipeline.model import PipelineSpec, Plan
+from chalicelib.pipeline.model import PipelineSpec, Plan, planned_stage
 from chalicelib.pipeline.payloads import SubmitContext
 from chalicelib.pipeline.records import RunRecord
 from chalicelib.pipeline.spec import build_spec
@@ -32,7 +32,7 @@ class RunContext:
 
     def stage_items(self, stage: str) -> int:
         """Units a stage reports on: every item for a foreach stage, 1 for a join."""
-        return self.plan.item_count if self.spec.stage(stage).foreach else 1
+        return self.plan.stage(stage).units
 
 
 def to_snapshot(
@@ -65,6 +65,8 @@ def from_record(run: RunRecord) -> RunContext:
     document = snap["document"]
     spec = build_spec(document, Path(snap["base_dir"]))
     plan = Plan.from_dict(snap["plan"])
+    if not plan.stages:  # a run planned before plans carried their stages' shapes
+        plan = replace(plan, stages=tuple(planned_stage(spec, n, plan.item_count) for n in plan.stage_order))
     submit = SubmitContext(
         run_id=run.run_id,
         prefix=run.prefix,

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.pipeline.errors import PipelineError, SpecValidationError
-from chalicelib.pipeline.events import run_event
+from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.items import discover
 from chalicelib.pipeline.manifest import read_manifest, write_manifest
 from chalicelib.pipeline.model import Plan, PlannedJob
@@ -25,10 +24,9 @@ from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunRequest, RunStore
 from chalicelib.pipeline.records import ItemResult, RunRecord, RunStatus, StageRecord, StageStatus
 from chalicelib.pipeline.resume import ResumePlan, plan_resume, write_references
+from chalicelib.pipeline.run_end import publish_run_state
 from chalicelib.pipeline.runcontext import from_record, to_snapshot
-from chalicelib.pipeline.schema_issues import check_schema
-from chalicelib.pipeline.spec import build_spec
-from chalicelib.pipeline.spec_rules import check_rules
+from chalicelib.pipeline.spec import validated_spec
 from chalicelib.pipeline.submitter import ensure_job_definitions, submit_plan
 
 
@@ -67,13 +65,6 @@ def new_run_id(pipeline: str, now_ms: int, salt: str = "") -> str:
     return f"{pipeline[:50]}-{stamp}-{digest}"
 
 
-def validate_document(document: Any, base_dir: Path | None) -> None:
-    """Raises SpecValidationError with every schema and semantic issue of a spec document."""
-    issues = check_schema(document) + check_rules(document, base_dir)
-    if issues:
-        raise SpecValidationError(list(dict.fromkeys(issues)))
-
-
 def start_run(
     ports: RunPorts,
     request: RunRequest,
@@ -101,8 +92,7 @@ def start_run(
     run = ports.store.get_run(request.run_id)
     assert run is not None
     if run.status is RunStatus.RUNNING:
-        now = ports.clock()
-        ports.publisher.publish([run_event(run, ports.store.list_stages(run.run_id), now_ms=now)])
+        publish_run_state(ports, run.run_id)
     return run
 
 
@@ -112,8 +102,7 @@ def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
     The Step Functions plan task calls this alone; `start_run` also submits.
     """
     base_dir = Path(request.base_dir) if request.base_dir else Path.cwd()
-    validate_document(request.spec, base_dir)
-    spec = build_spec(request.spec, base_dir)
+    spec = validated_spec(request.spec, base_dir)
     items = discover(spec.items, request.items_source or None, store_factory=ports.objects)
     planned: Plan = plan(
         spec, len(items), run_id=request.run_id,
@@ -142,7 +131,7 @@ def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
             ports.store.put_stage(StageRecord(
                 run_id=request.run_id, stage=name,
                 status=StageStatus.WAITING if deferred else StageStatus.SUBMITTED,
-                items=len(items) if spec.stage(name).foreach else 1, deferred=deferred,
+                items=planned.stage(name).units, deferred=deferred,
             ))
     stored = ports.store.get_run(request.run_id)
     assert stored is not None
@@ -212,8 +201,9 @@ def prepare_rerun(
     spec_document = document if document is not None else ctx.document
     spec_base = base_dir if base_dir is not None else run.spec.get("base_dir", "")
     if document is not None:
-        validate_document(spec_document, Path(spec_base) if spec_base else None)
-    spec = build_spec(spec_document, Path(spec_base) if spec_base else Path.cwd())
+        spec = validated_spec(spec_document, Path(spec_base) if spec_base else None)
+    else:
+        spec = ctx.spec
     items = read_manifest(ports.objects(run.prefix), ctx.manifest)
     new_prefix = prefix or join_uri(run.prefix.rstrip("/").rsplit("/", 1)[0], new_run_id)
     order = plan(spec, len(items), run_id=new_run_id, array_limit=ports.array_limit,

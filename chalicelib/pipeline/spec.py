@@ -81,10 +81,23 @@ def load_spec(source: str | os.PathLike[str]) -> PipelineSpec:
         SpecValidationError: every problem found, sorted by path.
     """
     text, base_dir = _read(source)
-    document = parse_document(text)
+    return validated_spec(parse_document(text), base_dir)
+
+
+def validate_document(document: Any, base_dir: Path | None) -> None:
+    """Raises SpecValidationError with every schema and semantic issue of a spec document, sorted by path.
+
+    The one validation of a spec: files (``load_spec``) and the documents runs carry
+    (``runs.create_run``) both come through here.
+    """
     issues = check_schema(document) + check_rules(document, base_dir) + check_stream_rules(document)
     if issues:
         raise SpecValidationError(_dedupe(issues))
+
+
+def validated_spec(document: Any, base_dir: Path | None) -> PipelineSpec:
+    """``validate_document``, then ``build_spec`` (relative ``build`` folders against ``base_dir`` or cwd)."""
+    validate_document(document, base_dir)
     return build_spec(document, base_dir or Path.cwd())
 
 

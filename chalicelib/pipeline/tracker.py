@@ -9,7 +9,10 @@ on AWS a Lambda feeds it from an EventBridge rule (which filters array children 
 * jobs are mapped to run and stage through the run store (events carry no tags);
 * duplicate and out-of-order events are harmless: a job's status only moves forward
   (``RunStore.advance_job``), item states never regress, and every step after that is
-  recomputed from the store, so replaying an event changes nothing.
+  recomputed from the store, so replaying an event changes nothing, except that a
+  redelivered end resumes again any wait that holds both its token and its result (the
+  delivery that recorded the result may have died before resuming it);
+* when a run ends, and what ends it, is decided in ``run_end`` (the tracker only calls it).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib.pipeline.events import BATCH_DETAIL_TYPE, is_batch_job_event, run_event, stage_event
+from chalicelib.pipeline.events import BATCH_DETAIL_TYPE, is_batch_job_event, stage_event
 from chalicelib.pipeline.joins import JoinItemsWriter, JoinPlan, plan_deferred
 from chalicelib.pipeline.model import PlannedJob
 from chalicelib.pipeline.payloads import SubmitContext
@@ -28,15 +31,36 @@ from chalicelib.pipeline.records import (
     TERMINAL_BATCH_STATUSES,
     ItemResult,
     JobRecord,
-    RunStatus,
     StageRecord,
     StageStatus,
+)
+from chalicelib.pipeline.run_end import (
+    STAGE_FAILED,
+    EndPorts,
+    StageTimedOutError,
+    end_run,
+    failure_cause,
+    is_tolerated,
+    overdue_stages,
+    run_verdict,
 )
 from chalicelib.pipeline.runcontext import RunContext, from_record
 from chalicelib.pipeline.submitter import submit_jobs
 
 Clock = Callable[[], int]
-DEPENDENCY_FAILED = "Dependent Job failed"
+QUEUE_BLOCKED_DETAIL_TYPE = "Batch Job Queue Blocked"
+BLOCKING_REASON_PREFIX = "MISCONFIGURATION:"  # CAPACITY: reasons clear on their own
+CLAIM_LEASE_MS = 300_000  # a deferred join's submission claim; a Lambda runs at most 300 s
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A wait to resume: both halves (token and stage result) are recorded for ``run_id``/``stage``."""
+
+    run_id: str
+    stage: str
+    token: str
+    result: dict[str, Any]
 
 
 @dataclass
@@ -45,8 +69,15 @@ class TrackerOutcome:
 
     published: list[dict[str, Any]] = field(default_factory=list)
     submitted: list[str] = field(default_factory=list)
-    resumes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (task token, result)
+    resumes: list[Resume] = field(default_factory=list)
     run_finished: bool = False
+    blocked: list[str] = field(default_factory=list)  # job ids whose queue is blocked for good
+
+    def absorb(self, other: TrackerOutcome) -> None:
+        self.published.extend(other.published)
+        self.submitted.extend(other.submitted)
+        self.resumes.extend(other.resumes)
+        self.run_finished = self.run_finished or other.run_finished
 
 
 class Tracker:
@@ -60,12 +91,17 @@ class Tracker:
         publisher: EventPublisher,
         join_items: JoinItemsWriter,
         clock: Clock,
+        enforce_deadlines: bool = False,
     ) -> None:
+        """``enforce_deadlines``: ``reconcile`` ends a run whose stage waited past its ``wait_timeout``
+        (local runs; on AWS the state machine's wait timeouts do that)."""
+        self._enforce_deadlines = enforce_deadlines
         self._store = store
         self._batch = batch
         self._publisher = publisher
         self._join_items = join_items
         self._clock = clock
+        self._ending = EndPorts(store=store, batch=batch, publisher=publisher, clock=clock)
         self._contexts: dict[str, RunContext] = {}
         # Events of one run are settled one at a time within a process.
         self._lock = threading.RLock()
@@ -96,8 +132,10 @@ class Tracker:
             )
             if not advanced:
                 if ends and job.status in TERMINAL_BATCH_STATUSES:
-                    # A redelivered end: make sure what it should have caused happened.
+                    # A redelivered end: make sure what it should have caused happened,
+                    # including resuming waits the first delivery recorded but never resumed.
                     self.settle(job.run_id, outcome)
+                    self._resume_recorded_waits(self._context(job.run_id), outcome)
                 return outcome
             ctx = self._context(job.run_id)
             if status in ("STARTING", "RUNNING") and not job.is_barrier:
@@ -106,24 +144,63 @@ class Tracker:
                 self.settle(ctx.run.run_id, outcome)
             return outcome
 
+    def queue_blocked(self, envelope: dict[str, Any]) -> TrackerOutcome:
+        """A ``Batch Job Queue Blocked`` event: fails the blocked jobs' stage waits on a misconfiguration.
+
+        Batch says why a job blocks its queue: ``MISCONFIGURATION:...`` (e.g. no compute
+        environment can ever run it) will not clear on its own, so the wait fails with Batch's
+        reason; ``CAPACITY:...`` is temporary (instances still coming), so the job keeps waiting.
+        """
+        outcome = TrackerOutcome()
+        reason = str((envelope.get("detail") or {}).get("statusReason") or "job queue blocked")
+        if not reason.startswith(BLOCKING_REASON_PREFIX):
+            return outcome
+        with self._lock:
+            for arn in envelope.get("resources", []):
+                job = self._store.find_job(str(arn).rsplit("/", 1)[-1]) if ":job/" in str(arn) else None
+                if job is None:
+                    continue
+                result = {"stage": job.stage, "status": StageStatus.FAILED.value, "reason": f"job queue blocked: {reason}"}
+                wait = self._store.put_stage_result(job.run_id, job.stage, result)
+                outcome.blocked.append(job.job_id)
+                if wait.completed and wait.token is not None and wait.result is not None:
+                    outcome.resumes.append(Resume(job.run_id, job.stage, wait.token, wait.result))
+        return outcome
+
     def reconcile(self, run_id: str) -> TrackerOutcome:
         """Feeds the current DescribeJobs state of the run's unfinished jobs through ``handle``.
 
         Closes the gap between SubmitJob and the record (an event for a job not recorded yet
-        is ignored), and is the polling fallback when no event stream is available.
+        is ignored), and is the polling fallback when no event stream is available. It also
+        resumes every wait that holds both token and result. When the tracker enforces deadlines
+        (local runs), a stage still unfinished past its ``wait_timeout`` ends the run as a
+        timed-out wait does on AWS.
         """
         outcome = TrackerOutcome()
         pending = [j.job_id for j in self._store.list_jobs(run_id) if j.status not in TERMINAL_BATCH_STATUSES]
         for start in range(0, len(pending), 100):  # DescribeJobs takes at most 100 ids
             for job in self._batch.describe_jobs(jobs=pending[start : start + 100]).get("jobs", []):
                 envelope = {"detail-type": BATCH_DETAIL_TYPE, "source": "aws.batch", "detail": job}
-                result = self.handle(envelope)
-                outcome.published.extend(result.published)
-                outcome.submitted.extend(result.submitted)
-                outcome.resumes.extend(result.resumes)
-                outcome.run_finished = outcome.run_finished or result.run_finished
+                outcome.absorb(self.handle(envelope))
         self.settle(run_id, outcome)
+        with self._lock:
+            ctx = self._context(run_id)
+            self._resume_recorded_waits(ctx, outcome)
+            overdue = overdue_stages(ctx, self._store, self._clock()) if self._enforce_deadlines else []
+            if overdue:
+                reason = f"{StageTimedOutError.__name__}: stage {overdue[0]}: still running when its wait timed out"
+                self._finish(ctx, outcome, reason=reason)
         return outcome
+
+    def _resume_recorded_waits(self, ctx: RunContext, outcome: TrackerOutcome) -> None:
+        """Resumes waits of ended stages again: their result is written again, so a recorded token meets it."""
+        known = {(r.stage, r.token) for r in outcome.resumes}
+        for record in self._store.list_stages(ctx.run.run_id):
+            if not record.status.is_terminal:
+                continue
+            wait = self._store.put_stage_result(ctx.run.run_id, record.stage, _stage_result(record))
+            if wait.completed and wait.token is not None and (record.stage, wait.token) not in known:
+                outcome.resumes.append(Resume(ctx.run.run_id, record.stage, wait.token, wait.result or {}))
 
     # -- item results ---------------------------------------------------------------------
 
@@ -139,7 +216,7 @@ class Tracker:
     def _job_results(self, job: JobRecord, detail: dict[str, Any]) -> list[ItemResult]:
         """Item results of a finished stage job, from its own event (plus ListJobs for arrays)."""
         ctx = self._context(job.run_id)
-        base = job.offset if ctx.spec.stage(job.stage).foreach else 0
+        base = job.offset if ctx.plan.stage(job.stage).foreach else 0
         if not job.is_array:
             return [_result(job, base, detail)]
         if detail.get("status") == "SUCCEEDED":
@@ -184,7 +261,9 @@ class Tracker:
             ctx = self._context(run_id)
             progressed = True
             while progressed:
-                progressed = self._submit_ready(ctx, outcome)
+                run = self._store.get_run(run_id)
+                # An ended run (cancelled, or a stage failed) submits nothing more.
+                progressed = run is not None and not run.status.is_terminal and self._submit_ready(ctx, outcome)
                 progressed = self._end_stages(ctx, outcome) or progressed
             self._end_run(ctx, outcome)
         return outcome
@@ -195,10 +274,16 @@ class Tracker:
         decision: JoinPlan = plan_deferred(ctx, jobs, stages, self._store)
         for stage, reason in decision.skipped.items():
             self._skip_stage(ctx, stage, reason, outcome)
-        ready: list[PlannedJob] = list(decision.ready)
         run = self._store.get_run(ctx.run.run_id)
         if run is not None and run.status.is_terminal:
-            ready = []  # a cancelled run submits nothing more
+            return bool(decision.skipped)  # a cancelled run submits nothing more
+        now = self._clock()
+        ready: list[PlannedJob] = [
+            # ListJobs, the submitter's duplicate check, is eventually consistent on AWS: two
+            # trackers settling at once could both submit; the store's conditional write decides.
+            job for job in decision.ready
+            if self._store.claim_submission(ctx.run.run_id, job.key, now_ms=now, lease_ms=CLAIM_LEASE_MS)
+        ]
         if not ready:
             return bool(decision.skipped)
         join_items = dict(ctx.submit.join_items)
@@ -238,27 +323,27 @@ class Tracker:
         return ended
 
     def _end_run(self, ctx: RunContext, outcome: TrackerOutcome) -> None:
+        """Ends the run once every stage ended, or at the first stage failure nothing tolerates."""
         run = self._store.get_run(ctx.run.run_id)
-        stages = self._store.list_stages(ctx.run.run_id)
         if run is None or run.status.is_terminal:
             return
-        if len(stages) < len(ctx.plan.stage_order) or not all(s.status.is_terminal for s in stages):
+        verdict = run_verdict(ctx, self._store)
+        if verdict is not None:
+            status, failures = verdict
+            self._finish(ctx, outcome, status=status, failures=failures)
             return
-        failed = [r for r in self._store.list_item_results(run.run_id) if r.status == "FAILED"]
-        status = RunStatus.FAILED if failed or any(
-            s.status is StageStatus.FAILED for s in stages
-        ) else RunStatus.SUCCEEDED
-        failures = [
-            {"stage": r.stage, "item": r.index, "reason": r.reason, "jobId": r.job_id,
-             "exitCode": r.exit_code, "dependency": r.reason == DEPENDENCY_FAILED}
-            for r in failed
-        ]
-        self._store.update_run(run.run_id, status=status, ended_at=self._clock(), failures=failures)
-        final = self._store.get_run(run.run_id)
-        assert final is not None
-        envelope = run_event(final, stages, now_ms=self._clock())
-        self._publish(outcome, envelope)
-        outcome.run_finished = True
+        for record in self._store.list_stages(ctx.run.run_id):
+            if record.status is StageStatus.FAILED and not is_tolerated(ctx.spec, record.stage):
+                # As a failed wait does on AWS: the run ends now and its other jobs are terminated.
+                cause = failure_cause(self._store, ctx.run.run_id, record.stage, _stage_result(record))
+                self._finish(ctx, outcome, reason=f"{STAGE_FAILED}: {cause}")
+                return
+
+    def _finish(self, ctx: RunContext, outcome: TrackerOutcome, **how: Any) -> None:
+        end = end_run(self._ending, ctx.run.run_id, **how)
+        if end.event is not None:
+            outcome.published.append(end.event)
+        outcome.run_finished = outcome.run_finished or end.ended
 
     def _mark_stage_running(self, ctx: RunContext, stage: str, outcome: TrackerOutcome) -> None:
         record = self._store.get_stage(ctx.run.run_id, stage)
@@ -284,10 +369,9 @@ class Tracker:
         self._store.put_stage(record)
         self._publish(outcome, stage_event(ctx.run, record, now_ms=now))
         if ended:
-            stage_result: dict[str, Any] = {"stage": stage, "status": status.value, "counts": counts}
-            wait = self._store.put_stage_result(ctx.run.run_id, stage, stage_result)
+            wait = self._store.put_stage_result(ctx.run.run_id, stage, _stage_result(record))
             if wait.completed and wait.token is not None and wait.result is not None:
-                outcome.resumes.append((wait.token, wait.result))
+                outcome.resumes.append(Resume(ctx.run.run_id, stage, wait.token, wait.result))
 
     def _publish(self, outcome: TrackerOutcome, envelope: dict[str, Any]) -> None:
         outcome.published.append(envelope)
@@ -303,18 +387,9 @@ class Tracker:
         return ctx
 
 
-def handle_batch_event(
-    envelope: dict[str, Any],
-    *,
-    store: RunStore,
-    batch: BatchClient,
-    publisher: EventPublisher,
-    join_items: JoinItemsWriter,
-    clock: Clock,
-) -> TrackerOutcome:
-    """One-shot form of ``Tracker.handle`` (what a Lambda handler calls per event)."""
-    tracker = Tracker(store=store, batch=batch, publisher=publisher, join_items=join_items, clock=clock)
-    return tracker.handle(envelope)
+def _stage_result(record: StageRecord) -> dict[str, Any]:
+    """What a stage's wait resumes with (the same on every write, so rewriting it is harmless)."""
+    return {"stage": record.stage, "status": record.status.value, "counts": dict(record.counts)}
 
 
 def _split_child(detail: dict[str, Any]) -> tuple[str, int | None]:

@@ -145,3 +145,9 @@ def build_stage_images(
         for stage in spec.stages
     }
     return StageImages(by_stage=by_stage, release=release)
+
+
+# The stream stack builds its images the same way (infra/stacks/stream.py).
+image_asset = _built_asset
+derived_image_asset = _derived_asset
+image_source = _source

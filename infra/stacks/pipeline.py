@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Stack, Tags, Validations
+from aws_cdk import ArnFormat, CfnOutput, Stack, Tags
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
@@ -20,7 +20,7 @@ from infra.constructs.job_definitions import JobDefinitions
 from infra.constructs.roles import PipelineRoles, acknowledge_wildcards
 from infra.constructs.rules import PipelineRules
 from infra.constructs.state_machine import AslStateMachine
-from infra.constructs.storage import RUNS_INDEX, PipelineStorage
+from infra.constructs.storage import RUNS_INDEX, PipelineStorage, acknowledge_bucket_notifications
 
 TABLE_ACTIONS = [
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
@@ -168,21 +168,7 @@ class PipelineStack(Stack):
         CfnOutput(self, "TableName", value=storage.table.table_name)
 
     def _acknowledge_bucket_notifications(self) -> None:
-        # CDK's singleton Lambda that turns on the bucket's EventBridge notifications
-        # (a CloudFormation gap); it runs at deploy time only.
-        for child in self.node.children:
-            if child.node.id.startswith("BucketNotificationsHandler"):
-                Validations.of(child).acknowledge(
-                    Acknowledgment(
-                        id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                        "AWSLambdaBasicExecutionRole]",
-                        reason="CDK's own deploy-time handler that enables EventBridge on the bucket; it only logs.",
-                    ),
-                    Acknowledgment(
-                        id="AwsSolutions-IAM5[Resource::*]",
-                        reason="s3:PutBucketNotification as CDK's bucket-notification handler defines it.",
-                    ),
-                )
+        acknowledge_bucket_notifications(self)
 
     def _grant_states(self, role: iam.Role, sm_arn: str, sm_name: str) -> None:
         execution_arns = self.format_arn(

@@ -59,7 +59,8 @@ def test_failed_run_exits_1_with_item_reason_and_log_tail_then_rerun_takes_faile
     assert ":1]: Essential container in task exited (exit code 3)" in out
     assert "full logs: conveyor logs --run bad1 --stage STAGE --item ITEM" in out
     assert "failing on purpose for s1" in out  # the tail of the item's log
-    assert "stage c: 1 item(s) not run because an upstream item failed" in out
+    # Nothing tolerates a's failure: the run ends with it, as the failed wait ends it on AWS.
+    assert "- run: StageFailed: stage a: 1 of 3 items failed (first: item 1: Essential container" in out
     assert main(["rerun", "bad1", "--failed", "--data-dir", str(data), "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "rerun of bad1 as" in out and "stage a: 1 item(s) run again (s1), 2 reused" in out

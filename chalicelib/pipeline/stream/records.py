@@ -44,6 +44,19 @@ class ItemRecord:
     worker: str = ""
 
 
+_RANK = {ItemStatus.QUEUED: 0, ItemStatus.RUNNING: 1, ItemStatus.RETRYING: 2}
+
+
+def moves_forward(current: ItemRecord, new: ItemRecord) -> bool:
+    """The one rule both item stores apply: a finished record stays; otherwise a write wins when it
+    is terminal or comes from a later receive (or a later state of the same receive)."""
+    if current.status.is_terminal:
+        return False
+    if new.status.is_terminal:
+        return True
+    return (new.receives, _RANK[new.status]) > (current.receives, _RANK[current.status])
+
+
 class ItemStore(Protocol):
     """Durable per item and stage state (SQLite locally; a DynamoDB table on AWS later)."""
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from chalicelib.pipeline.errors import SpecIssue, SpecValidationError
 from chalicelib.pipeline.model import PipelineSpec, Stage
-from chalicelib.pipeline.spec import build_spec, load_spec, parse_document
 
 STREAM_MODE = "stream"
 MAX_QUEUE_NAME = 80
@@ -80,6 +79,8 @@ def load_stream_spec(source: str | os.PathLike[str]) -> StreamSpec:
     Raises:
         SpecValidationError: every problem found, or the spec is not `mode: stream`.
     """
+    from chalicelib.pipeline.spec import load_spec, parse_document  # see stream_spec_from
+
     pipeline = load_spec(source)
     is_text = isinstance(source, str) and ("\n" in source or source.lstrip().startswith("{"))
     text = str(source) if is_text else Path(source).read_text(encoding="utf-8")
@@ -90,6 +91,10 @@ def stream_spec_from(document: dict[str, Any], pipeline: PipelineSpec | None = N
     if not is_stream(document):
         raise SpecValidationError([SpecIssue("mode", "stream", "expected mode: stream for a stream pipeline")])
     if pipeline is None:
+        # Imported here: workers in containers import this module for StreamSettings alone, and
+        # the spec machinery (YAML, JSON Schema) is not in a stage's image.
+        from chalicelib.pipeline.spec import build_spec
+
         pipeline = build_spec(document, Path.cwd())
     defaults = (document.get("defaults") or {}).get("stream") or {}
     settings = {raw["name"]: StreamSettings.from_dict({**defaults, **(raw.get("stream") or {})})

@@ -50,11 +50,13 @@ class StreamWorker:
     def __init__(self, sqs: Any, stage: str, settings: StreamSettings, queues: StageQueues, process: Processor,
                  items: ItemStore, publisher: Publisher, *, worker_id: str, wait_seconds: int = 1,
                  grace_seconds: float = 10.0, clock: Callable[[], int] = epoch_ms,
-                 on_state: Callable[[str], None] | None = None) -> None:
+                 on_state: Callable[[str], None] | None = None,
+                 decode: Callable[[str], StreamMessage] = StreamMessage.from_body) -> None:
         self.sqs, self.stage, self.settings, self.queues = sqs, stage, settings, queues
         self.process, self.items, self.publisher = process, items, publisher
         self.worker_id, self.wait_seconds, self.grace_seconds, self.clock = worker_id, wait_seconds, grace_seconds, clock
         self.on_state = on_state or (lambda state: None)
+        self.decode = decode  # entry stages on AWS also accept S3 arrivals (stream/arrivals.py)
         self.stopping = threading.Event()
         self.cancel = threading.Event()
         self.handled = 0
@@ -98,7 +100,7 @@ class StreamWorker:
     def _handle(self, message: dict[str, Any]) -> None:
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
-            parsed = StreamMessage.from_body(message["Body"])
+            parsed = self.decode(message["Body"])
         except BadMessage as err:
             self._dead_letter(message, None, receives, str(err))
             return

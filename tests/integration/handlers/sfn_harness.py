@@ -1,7 +1,7 @@
 """Runs statemachines/pipeline.asl.json on moto's Step Functions engine with the real task code.
 
 Only the Lambda transport is canned: moto's docker-less Lambda cannot run our package, so
-its ``invoke`` is routed (per test, via monkeypatch) to ``run_tasks.TASKS`` in-process. Plan,
+its ``invoke`` is routed (per test, via monkeypatch) to ``state_machine_tasks.TASKS`` in-process. Plan,
 wait, finalize and cleanup are the real functions against moto's S3, DynamoDB, Step
 Functions and EventBridge; Submit is a canned reply (no Batch here) that records nothing,
 unless a test passes the real tasks and a recording Batch client.
@@ -23,8 +23,9 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from chalicelib.aws.composition import AwsRuntime
 from chalicelib.aws.publisher import EventBridgePublisher
 from chalicelib.aws.runstore import DynamoRunStore
-from chalicelib.handlers import run_tasks
+from chalicelib.handlers import state_machine_tasks
 from chalicelib.pipeline.records import StageRecord, StageStatus
+from chalicelib.pipeline.tracker import Resume
 from chalicelib.settings import Settings
 from infra.constructs.state_machine import STATE_MACHINES
 from tests.integration.handlers.aws_fixtures import create_run_table
@@ -78,7 +79,7 @@ class Harness:
                                             items=previous.items if previous else 0, counts=counts))
         outcome = self.rt.store.put_stage_result(run_id, stage, {"stage": stage, "status": status, "counts": counts})
         if outcome.completed and outcome.token and outcome.result is not None:
-            run_tasks.resume(self.rt, run_id, outcome.token, outcome.result)
+            self.rt.resume(Resume(run_id, stage, outcome.token, outcome.result))
 
     def bus_events(self, expected: int) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name=REGION)
@@ -137,7 +138,7 @@ def build(monkeypatch: Any, tasks: dict[str, Callable[[AwsRuntime, dict[str, Any
                     batch=boto3.client("batch", region_name=REGION), sfn=sfn,
                     publisher=EventBridgePublisher(BUS, client=events), s3=s3)
     calls: list[str] = []
-    tasks = tasks or {**run_tasks.TASKS, "submit": canned_submit}
+    tasks = tasks or {**state_machine_tasks.TASKS, "submit": canned_submit}
 
     def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
         event = json.loads(body)

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 import app as chalice_app
 from chalicelib.aws.composition import use_runtime
-from chalicelib.handlers import run_tasks
+from chalicelib.handlers import state_machine_tasks
 from tests.integration.handlers.fake_batch import FakeBatch
 from tests.integration.handlers.sfn_harness import BUCKET, Harness, build, put_manifest
 
@@ -43,8 +43,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Harness, FakeBatch, C
 
 def _planned_and_submitted(h: Harness, run_id: str, items: int = 3) -> None:
     manifest = put_manifest(h.rt, run_id, items)
-    run_tasks.plan(h.rt, {"input": {"runId": run_id, "items": manifest}, "execution": run_id})
-    run_tasks.submit(h.rt, {"runId": run_id})
+    state_machine_tasks.plan(h.rt, {"input": {"runId": run_id, "items": manifest}, "execution": run_id})
+    state_machine_tasks.submit(h.rt, {"runId": run_id})
 
 
 def test_duplicate_s3_delivery_starts_one_execution(env) -> None:
@@ -143,6 +143,78 @@ def test_tasks_lambda_dispatches_on_action(env) -> None:
     assert answer == {"runId": "run-tasks", "stage": "qc", "resumed": False}
     with pytest.raises(ValueError, match="action: expected one of"):
         client.lambda_.invoke("tasks", {"action": "bogus"})
+
+
+class TokenSink:
+    """Step Functions' task-token calls, recorded; the first call can fail as a Lambda dying before it would."""
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        self.sent: list[tuple[str, str, Any]] = []
+        self._fail = fail_first
+
+    def _record(self, kind: str, token: str, payload: Any) -> None:
+        if self._fail:
+            self._fail = False
+            raise RuntimeError("the Lambda died after the tracker wrote its half, before SendTaskSuccess")
+        self.sent.append((kind, token, payload))
+
+    def send_task_success(self, *, taskToken: str, output: str) -> dict[str, Any]:
+        self._record("success", taskToken, json.loads(output))
+        return {}
+
+    def send_task_failure(self, *, taskToken: str, error: str, cause: str) -> dict[str, Any]:
+        self._record("failure", taskToken, (error, cause))
+        return {}
+
+
+def test_a_redelivered_event_resumes_the_wait_the_first_delivery_recorded_but_never_resumed(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-redeliver", items=1)
+    sink = TokenSink(fail_first=True)
+    harness.rt.sfn = sink
+    assert harness.rt.store.put_task_token("run-redeliver", "qc", "token-qc").completed is False
+    job = next(j for j in harness.rt.store.list_jobs("run-redeliver") if j.stage == "qc")
+    event = _event("batch_job_succeeded", JOB_ID=job.job_id, JOB_NAME=job.job_name)
+    with pytest.raises(RuntimeError, match="before SendTaskSuccess"):
+        client.lambda_.invoke("tracker", event)  # EventBridge retries: the same event again
+    assert harness.rt.store.get_stage("run-redeliver", "qc").status.value == "SUCCEEDED"
+    assert sink.sent == []  # the wait's record holds token and result, but nobody resumed it
+    answer = client.lambda_.invoke("tracker", event).payload
+    assert answer["resumed"] == 1
+    assert sink.sent == [("success", "token-qc", {"stage": "qc", "status": "SUCCEEDED", "counts": {"SUCCEEDED": 1}})]
+
+
+def test_a_periodic_reconcile_of_a_wait_returns_a_running_stage_and_resumes_an_ended_one(env) -> None:
+    harness, batch, client = env
+    _planned_and_submitted(harness, "run-poll", items=2)
+    sink = TokenSink()
+    harness.rt.sfn = sink
+    check = {"action": "reconcile", "runId": "run-poll", "stage": "qc", "final": False}
+    assert client.lambda_.invoke("tasks", check).payload == {"stage": "qc", "status": "SUBMITTED"}
+    with pytest.raises(Exception, match="still SUBMITTED when its wait timed out"):
+        client.lambda_.invoke("tasks", {**check, "final": True})
+    # The events were lost, the jobs finished: the periodic reconcile finds it and resumes the wait.
+    harness.rt.store.put_task_token("run-poll", "qc", "token-qc")
+    qc = next(j for j in harness.rt.store.list_jobs("run-poll") if j.stage == "qc")
+    batch.jobs[qc.job_id]["status"] = "SUCCEEDED"
+    assert client.lambda_.invoke("tasks", check).payload == {"stage": "qc", "status": "SUCCEEDED"}
+    assert [(kind, token) for kind, token, _ in sink.sent] == [("success", "token-qc")]
+
+
+def test_a_blocked_queue_waiting_for_capacity_does_not_fail_the_stage(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-capacity")
+    job = next(j for j in harness.rt.store.list_jobs("run-capacity") if j.stage == "qc")
+    harness.rt.store.put_task_token("run-capacity", "qc", "token-qc")
+    event = {
+        "version": "0", "id": "2", "detail-type": "Batch Job Queue Blocked", "source": "aws.batch",
+        "account": "123456789012", "time": "2026-11-25T10:00:00Z", "region": "us-east-1",
+        "resources": [f"arn:aws:batch:us-east-1:123456789012:job/{job.job_id}"],
+        "detail": {"jobName": job.job_name, "jobId": job.job_id,
+                   "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - instances are on their way"},
+    }
+    assert client.lambda_.invoke("tracker", event).payload == {"failed": []}
+    assert harness.rt.store.put_task_token("run-capacity", "qc", "token-qc").completed is False
 
 
 @pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")

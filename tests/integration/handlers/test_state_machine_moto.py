@@ -41,13 +41,15 @@ def test_a_run_succeeds_and_reports_on_the_custom_bus(harness: Harness) -> None:
 
 
 def test_a_failed_stage_goes_through_cleanup_to_a_fail_naming_stage_and_reason(harness: Harness) -> None:
+    # joint is the last stage: nothing tolerates its failure. (A failure in qc or align is
+    # tolerated: their failed items flow on to joint, which runs on the samples that succeeded.)
     arn = harness.start("run-bad", put_manifest(harness.rt, "bad", 10))
-    harness.wait_for(lambda: harness.token_stored("run-bad", "qc"), "qc's wait")
-    harness.end_stage("run-bad", "qc", "FAILED", {"SUCCEEDED": 8, "FAILED": 2})
+    harness.wait_for(lambda: harness.token_stored("run-bad", "joint"), "joint's wait")
+    harness.end_stage("run-bad", "joint", "FAILED", {"FAILED": 1})
     execution = harness.finished(arn)
     assert execution["status"] == "FAILED"
     assert execution["error"] == "StageFailed"
-    assert execution["cause"].startswith("stage qc: 2 of 10 items failed")
+    assert execution["cause"].startswith("stage joint: 1 of 1 items failed")
     assert "cleanup" in harness.calls and "finalize" not in harness.calls
     assert harness.rt.store.get_run("run-bad").status.value == "FAILED"
     events = harness.bus_events(1)
@@ -80,11 +82,11 @@ def test_the_tracker_lambda_resumes_the_waits_from_batch_events(monkeypatch: pyt
     """Real Submit (into a recording Batch), real tracker fed Batch events; deferred join submitted by it."""
     from chalicelib.aws.composition import use_runtime
     from chalicelib.handlers import events as event_handlers
-    from chalicelib.handlers import run_tasks
+    from chalicelib.handlers import state_machine_tasks
     from tests.integration.handlers.fake_batch import FakeBatch
 
     with mock_aws(config=MOTO_CONFIG):
-        harness = build(monkeypatch, tasks=run_tasks.TASKS)
+        harness = build(monkeypatch, tasks=state_machine_tasks.TASKS)
         batch = FakeBatch()
         harness.rt.batch = batch
         use_runtime(harness.rt)
@@ -120,21 +122,23 @@ def test_the_tracker_lambda_resumes_the_waits_from_batch_events(monkeypatch: pyt
 
 def test_a_wait_that_times_out_reconciles_with_describe_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     """No Batch event arrives: each wait times out, and one DescribeJobs round settles the stage."""
-    from chalicelib.handlers import run_tasks
+    from chalicelib.handlers import state_machine_tasks
     from tests.integration.handlers.fake_batch import FakeBatch
 
     def short_waits(rt, event):  # the real plan, with waits of seconds instead of days
-        planned = run_tasks.plan(rt, event)
+        planned = state_machine_tasks.plan(rt, event)
         for stage in planned["stages"]:
             stage["timeoutSeconds"] = 5 if stage["name"] == "joint" else 1
         return planned
 
     with mock_aws(config=MOTO_CONFIG):
-        harness = build(monkeypatch, tasks={**run_tasks.TASKS, "plan": short_waits})
+        harness = build(monkeypatch, tasks={**state_machine_tasks.TASKS, "plan": short_waits})
         batch = FakeBatch(report_as="SUCCEEDED")  # the jobs finished, but their events were lost
         harness.rt.batch = batch
         arn = harness.start("run-quiet", put_manifest(harness.rt, "quiet", 4))
         execution = harness.finished(arn)
     assert execution["status"] == "SUCCEEDED", execution
-    assert harness.calls.count("reconcile") == 3 and batch.describe_calls >= 1
+    # qc's and align's waits time out; joint's either times out too or is resumed by a reconcile
+    # that found its record holding both token and result (a reconcile resumes every such wait).
+    assert 2 <= harness.calls.count("reconcile") <= 3 and batch.describe_calls >= 1
     assert {j["jobName"].rsplit("-", 1)[-1] for j in batch.jobs.values()} == {"qc", "align", "joint"}

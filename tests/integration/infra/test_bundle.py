@@ -28,7 +28,7 @@ import pytest
 from chalicelib.aws.composition import AwsRuntime
 from chalicelib.aws.publisher import EventBridgePublisher
 from chalicelib.aws.runstore import DynamoRunStore
-from chalicelib.handlers import run_tasks
+from chalicelib.handlers import state_machine_tasks
 from chalicelib.settings import Settings
 from tests.integration.handlers.aws_fixtures import create_run_table
 from tests.integration.handlers.fake_batch import FakeBatch
@@ -140,8 +140,8 @@ def _stack(endpoint: str) -> dict[str, Any]:
 
     for run_id in ("run-tracked", "run-stop"):
         items = put_manifest(rt, run_id, 2)
-        run_tasks.plan(rt, {"input": {"runId": run_id, "items": items}, "execution": run_id})
-    run_tasks.submit(rt, {"runId": "run-tracked"})
+        state_machine_tasks.plan(rt, {"input": {"runId": run_id, "items": items}, "execution": run_id})
+    state_machine_tasks.submit(rt, {"runId": "run-tracked"})
     parent = next(j for j in rt.store.list_jobs("run-tracked") if j.stage == "qc" and j.is_array)
     return {"table": table, "machine": machine, "parent": parent, "rt": rt, "clients": c,
             "manifest": put_manifest(rt, "bundle-plan", 2)}

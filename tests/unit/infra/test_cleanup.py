@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from chalicelib.aws.composition import AwsRuntime
-from chalicelib.handlers import run_tasks
+from chalicelib.handlers import state_machine_tasks
 from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.pipeline.records import StageRecord, StageStatus
 from chalicelib.settings import Settings
@@ -24,7 +24,7 @@ def _runtime(store: SqliteRunStore) -> AwsRuntime:
 
 def test_a_lambda_error_keeps_its_type_and_message() -> None:
     cause = json.dumps({"errorType": "InputError", "errorMessage": "$.items: 'ftp://x' does not match", "trace": []})
-    answer = run_tasks.cleanup(_runtime(SqliteRunStore(":memory:")), {
+    answer = state_machine_tasks.cleanup(_runtime(SqliteRunStore(":memory:")), {
         "execution": "exec-1", "state": {"items": "ftp://x", "error": {"Error": "InputError", "Cause": cause}},
     })
     assert answer == {"error": "InputError", "cause": "$.items: 'ftp://x' does not match"}
@@ -34,7 +34,7 @@ def test_a_lost_cause_is_rebuilt_from_the_failed_stage() -> None:
     store = SqliteRunStore(":memory:")
     store.put_stage(StageRecord(run_id="r1", stage="align", status=StageStatus.FAILED, items=10,
                                 counts={"SUCCEEDED": 7, "FAILED": 3}))
-    answer = run_tasks.cleanup(_runtime(store), {
+    answer = state_machine_tasks.cleanup(_runtime(store), {
         "execution": "r1", "state": {"run": {"runId": "r1"}, "error": {"Error": "StageFailed", "Cause": None}},
     })
     assert answer == {"error": "StageFailed", "cause": "stage align: 3 of 10 items failed"}

@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib.aws.composition import InputError, deployed_document, validate_input
 from chalicelib.aws.logs import JobLogError, log_stream_of
-from chalicelib.handlers.run_tasks import DEFAULT_WAIT_S, QUEUE_SLACK_S, wait_timeout
+from chalicelib.pipeline.run_end import DEFAULT_WAIT_S, QUEUE_SLACK_S, wait_timeout
 from chalicelib.pipeline.spec import load_spec
 from chalicelib.settings import Settings, SettingsError
 from infra.constructs.job_definitions import to_cfn_properties

@@ -111,3 +111,31 @@ def test_bad_manifests_are_clear_errors() -> None:
         discover_from(store, ItemsSource(manifest=f"{READS}/missing.json"))
     with pytest.raises(Exception, match=r"'\.\.'"):
         discover_from(store, ItemsSource(manifest=f"{READS}/esc.txt"))
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("a/b", "a%2fb"), ("a/b", "a%2Fb"), ("s1", "s%31"), ("a/b", "a\\b"), ("x", "x/")],
+)
+def test_keys_that_name_one_output_folder_are_refused_naming_both(first: str, second: str) -> None:
+    # a/b and a%2fb both reported SUCCEEDED and shared one output folder (issue 11, item 9).
+    manifest = json.dumps({"items": [{"key": first, "files": ["f1"]}, {"key": second, "files": ["f2"]}]}).encode()
+    store = store_with(extra={f"{READS}/m.json": manifest})
+    with pytest.raises(ItemsError, match="name the same output folder") as err:
+        discover_from(store, ItemsSource(manifest=f"{READS}/m.json"))
+    assert repr(first) in str(err.value) and repr(second) in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["%2e%2e", "a/%2e%2e/b", "%2E", "%2f", "a%2f%2fb"])
+def test_keys_unsafe_once_decoded_are_refused(key: str) -> None:
+    # %2e%2e failed to publish with EBUSY and left ....publish-* folders behind.
+    manifest = json.dumps({"items": [{"key": key, "files": ["f1"]}]}).encode()
+    store = store_with(extra={f"{READS}/m.json": manifest})
+    with pytest.raises(ItemsError, match=f"item key {key!r} .* is not a safe path"):
+        discover_from(store, ItemsSource(manifest=f"{READS}/m.json"))
+
+
+def test_distinct_keys_with_escapes_that_spell_distinct_folders_are_kept() -> None:
+    manifest = json.dumps({"items": [{"key": "a%20b", "files": ["f1"]}, {"key": "a b2", "files": ["f2"]}]}).encode()
+    store = store_with(extra={f"{READS}/m.json": manifest})
+    assert [i.key for i in discover_from(store, ItemsSource(manifest=f"{READS}/m.json"))] == ["a b2", "a%20b"]

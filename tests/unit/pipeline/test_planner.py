@@ -13,6 +13,7 @@ from chalicelib.pipeline.model import (
     PipelineSpec,
     Plan,
     PlannedDependency,
+    PlannedStage,
     Stage,
 )
 from chalicelib.pipeline.planner import balanced_chunks, job_name, plan, topological_order
@@ -168,3 +169,13 @@ def test_planning_errors_are_clear() -> None:
 def test_join_only_pipeline_plans_without_items() -> None:
     p = plan(spec(stage("a", foreach=False), stage("b", foreach=False, after=("a",))), 0)
     assert [(j.key, j.array_size, j.size) for j in p.jobs] == [("a", None, 0), ("b", None, 0)]
+
+
+def test_the_plan_carries_each_stage_shape_and_round_trips_it() -> None:
+    p = plan(spec(stage("a"), stage("b", after=("a",)), stage("lone", foreach=False),
+                  stage("j", foreach=False, after=("b", "lone"), allow_failed_items=True)), 4)
+    assert p.stage("a") == PlannedStage("a", foreach=True, units=4)
+    assert p.stage("lone") == PlannedStage("lone", foreach=False, units=1)
+    # A join gathers only its foreach upstream; tolerant over them, it runs on an item list.
+    assert p.stage("j") == PlannedStage("j", foreach=False, units=1, gathers=("b",), item_list=True)
+    assert Plan.from_dict(json.loads(json.dumps(p.to_dict()))).stages == p.stages

@@ -138,3 +138,47 @@ def test_stages_keep_their_planned_order_when_updated(store: SqliteRunStore) -> 
     store.put_stage(StageRecord(run_id="r1", stage="a", status=StageStatus.SUCCEEDED, items=1))
     assert [s.stage for s in store.list_stages("r1")] == ["a", "b", "c"]
     assert store.get_stage("r1", "a").status is StageStatus.SUCCEEDED
+
+
+def test_a_move_without_a_reason_keeps_the_earlier_reason(store: SqliteRunStore) -> None:
+    # The one rule (records.advanced_job), applied by both stores.
+    store.put_job(_job())
+    assert store.advance_job("j-a", "RUNNABLE", reason="waiting for capacity") is True
+    assert store.advance_job("j-a", "RUNNING", started_at=10) is True
+    assert store.get_job("r1", "a").status_reason == "waiting for capacity"
+    assert store.advance_job("j-a", "RUNNABLE", reason="late and backwards") is False
+    assert store.get_job("r1", "a").status_reason == "waiting for capacity"
+    assert store.advance_job("j-a", "FAILED", reason="Essential container in task exited") is True
+    job = store.get_job("r1", "a")
+    assert (job.status, job.status_reason, job.started_at) == ("FAILED", "Essential container in task exited", 10)
+
+
+def test_run_failure_count_round_trips_and_an_update_without_failures_keeps_them(store: SqliteRunStore) -> None:
+    store.create_run(_run())
+    store.update_run("r1", status=RunStatus.FAILED, ended_at=5, failures=[{"stage": "a", "item": 0}],
+                     failure_count=10_000)
+    store.update_run("r1", status=RunStatus.FAILED)
+    run = store.get_run("r1")
+    assert (run.failures, run.failure_count, run.ended_at) == (({"stage": "a", "item": 0},), 10_000, 5)
+
+
+def test_a_submission_claim_has_one_holder_until_its_lease_ends(store: SqliteRunStore) -> None:
+    assert store.claim_submission("r1", "join", now_ms=1000, lease_ms=500) is True
+    assert store.claim_submission("r1", "join", now_ms=1200, lease_ms=500) is False
+    assert store.claim_submission("r1", "other", now_ms=1200, lease_ms=500) is True
+    assert store.claim_submission("r1", "join", now_ms=1500, lease_ms=500) is True  # the holder died
+
+
+def test_concurrent_claims_from_threads_have_one_winner(store: SqliteRunStore) -> None:
+    wins: list[bool] = []
+
+    def claim() -> None:
+        wins.append(store.claim_submission("r1", "join", now_ms=1000, lease_ms=60_000))
+        store.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wins.count(True) == 1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from chalicelib.local.runtime import queue_map
+from chalicelib.pipeline.errors import PipelineError
 
 
 class Queues:
@@ -23,5 +26,11 @@ def test_a_queue_named_like_the_class_is_used() -> None:
     assert queue_map(Queues(["gpu"])) == {"spot": "default", "on-demand": "default", "gpu": "gpu"}
 
 
-def test_an_engine_without_describe_job_queues_gets_default() -> None:
-    assert queue_map(object()) == {"spot": "default", "on-demand": "default", "gpu": "default"}
+class Unreachable:
+    def describe_job_queues(self, **kwargs: Any) -> dict[str, Any]:
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+
+def test_an_engine_that_does_not_answer_is_a_clear_error_not_default_queues() -> None:
+    with pytest.raises(PipelineError, match=r"cannot list the engine's job queues \(DescribeJobQueues\): .*refused"):
+        queue_map(Unreachable())

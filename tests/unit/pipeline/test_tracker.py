@@ -104,7 +104,11 @@ def test_failed_array_parent_asks_list_jobs_which_items_failed(env: Env) -> None
     assert results == [(0, "SUCCEEDED"), (1, "FAILED"), (2, "SUCCEEDED")]
     run = env.store.get_run("r1")
     assert run.status.value == "FAILED"
-    assert [(f["stage"], f["item"], f["dependency"]) for f in run.failures] == [("a", 1, False), ("c", 0, True)]
+    # Nothing tolerates a's failure: the run ends with it (as the failed wait ends it on AWS),
+    # naming the stage first, then the failed item; c, not run yet, is terminated.
+    assert [(f["stage"], f["item"], f["dependency"]) for f in run.failures] == [("", None, False), ("a", 1, False)]
+    assert run.failures[0]["reason"].startswith("StageFailed: stage a: 1 of 3 items failed (first: item 1:")
+    assert ("terminate_job", {"jobId": env.job_id("c"), "reason": run.failures[0]["reason"]}) in env.batch.calls
 
 
 def test_child_events_give_item_progress_and_mark_the_stage_running(env: Env) -> None:
@@ -158,7 +162,8 @@ def test_deferred_join_with_no_succeeded_item_is_skipped(tmp_path: Path) -> None
 def test_stage_end_resumes_a_wait_that_began_first_and_records_one_that_did_not(env: Env) -> None:
     assert env.store.put_task_token("r1", "a", "token-a").completed is False
     outcome = env.tracker.handle(env.event(env.job_id("a"), "SUCCEEDED"))
-    assert outcome.resumes == [("token-a", {"stage": "a", "status": "SUCCEEDED", "counts": {"SUCCEEDED": 3}})]
+    assert [(r.run_id, r.stage, r.token, r.result) for r in outcome.resumes] == [
+        ("r1", "a", "token-a", {"stage": "a", "status": "SUCCEEDED", "counts": {"SUCCEEDED": 3}})]
     env.tracker.handle(env.event(env.job_id("c"), "FAILED", reason="Essential container in task exited"))
     late = env.store.put_task_token("r1", "c", "token-c")
     assert late.completed and late.result["status"] == "FAILED"
@@ -202,3 +207,18 @@ def test_a_redelivered_end_settles_a_stage_left_unsettled(env: Env) -> None:
     assert env.store.get_stage("r1", "a").status.value == "SUBMITTED"
     env.tracker.handle(env.event(a, "SUCCEEDED"))
     assert env.store.get_stage("r1", "a").status.value == "SUCCEEDED"
+
+
+def test_a_deferred_join_claimed_by_another_tracker_is_not_submitted_twice(tmp_path: Path) -> None:
+    # ListJobs cannot see a join another tracker has just submitted (eventually consistent):
+    # the run store's conditional claim is the lock, and a dead holder's claim expires.
+    env = Env(tmp_path, SPEC + "    allow_failed_items: true\n")
+    assert env.store.claim_submission("r1", "c", now_ms=1990, lease_ms=60_000)  # another tracker holds it
+    a = env.job_id("a")
+    env.batch.child_status[a] = {1: ("FAILED", "Essential container in task exited")}
+    assert env.tracker.handle(env.event(a, "FAILED")).submitted == []
+    assert env.store.get_job("r1", "c") is None and env.batch.count("submit_job") == 1  # a's own submit
+    later = Tracker(store=env.store, batch=env.batch, publisher=env.publisher,
+                    join_items=manifest_join_items(open_store("file:///")), clock=lambda: 1990 + 60_000)
+    assert later.reconcile("r1").submitted == ["c"]  # the holder never recorded it: its lease ended
+    assert later.reconcile("r1").submitted == [] and env.batch.count("submit_job") == 2
