@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: demo test setup system-deps clean
+.PHONY: demo test soak setup system-deps clean
 
 system-deps:
 	@# mappy (minimap2) compiles from source and needs gcc and zlib headers.
@@ -37,6 +37,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The engine under hostile input at length: 20x the fuzz examples and 100 kill -9 trials
+# (`make test` runs a quick pass of both).
+soak: setup
+	CONVEYOR_FUZZ_EXAMPLES=400 CONVEYOR_KILL_TRIALS=100 $(BIN)/python -m pytest -q \
+		tests/integration/localbatch/test_fuzz_api.py tests/integration/localbatch/test_kill_trials.py
 
 clean:
 	rm -rf $(VENV) conveyor-data examples/genomics/data examples/genomics/output

@@ -61,3 +61,25 @@ def explain(client: Any, job: dict[str, Any]) -> str:
         ids = [f"{job['jobId']}:{i}" for i in range(min(size, 10))]
         text += "; children: " + "; ".join(one(c) for c in client.describe_jobs(jobs=ids)["jobs"])
     return text
+
+
+def http_request(url: str, data: bytes = b"", method: str = "POST", headers: dict[str, str] | None = None,
+                 *, sign: bool = True, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP request to the engine, SigV4-signed (placeholder keys) unless `sign` is False,
+    as the engine's request rule wants of every non-GET (localbatch/access.py).
+    Returns (status, headers, body) for error answers too."""
+    import urllib.error
+    import urllib.request
+
+    from chalicelib.localbatch.access import signed_headers
+
+    base = {"Content-Type": "application/json"}
+    if sign and method != "GET":
+        base = signed_headers(method, url, data)
+    request = urllib.request.Request(url, data=data if method != "GET" or data else None, method=method,
+                                     headers={**base, **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()

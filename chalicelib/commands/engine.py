@@ -38,6 +38,13 @@ def register(commands: Any) -> None:
     serve.add_argument("--kill-grace", type=float, default=30.0,
                        help="seconds between SIGTERM and SIGKILL on timeout or terminate (default 30)")
     serve.add_argument("--seed", type=int, help="seed for Spot reclaims, for repeatable runs")
+    serve.add_argument("--pass-env", action="append", default=[], metavar="NAME",
+                       help="hand this host variable to every job (repeatable; jobs otherwise get "
+                            "none of the engine's environment)")
+    serve.add_argument("--job-credentials", metavar="FILE",
+                       help="JSON {jobRoleArn or \"*\": {AccessKeyId, SecretAccessKey, Token}} served to jobs "
+                            "through AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    serve.add_argument("--region", default=None, help="AWS_REGION jobs see (default us-east-1)")
     serve.add_argument("--inbox", help="start a pipeline run for each manifest dropped into this folder")
     serve.add_argument("--spec", help="pipeline spec the --inbox runs use")
     serve.set_defaults(handler=serve_command)
@@ -123,8 +130,12 @@ def serve_command(args: argparse.Namespace) -> int:
                         gpus=detected.gpus if args.gpus is None else args.gpus)
     options = EngineOptions(kill_grace_seconds=args.kill_grace, spot_reclaim_rate=args.spot_reclaim_rate,
                             seed=args.seed)
+    container = _container_options(args)
+    if isinstance(container, str):
+        print(f"error: {container}", file=sys.stderr)
+        return 2
     try:
-        engine = Engine(args.data_dir, host=host, options=options, owner="serve").start()
+        engine = Engine(args.data_dir, host=host, options=options, container=container, owner="serve").start()
     except FolderInUseError as err:
         print(f"error: {err}. Stop it first, or give this engine its own --data-dir.", file=sys.stderr)
         return 2
@@ -145,10 +156,10 @@ def serve_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     inbox_thread = _start_inbox(args, engine, server.url, stop) if args.inbox else None
     print(f"conveyor engine serving the AWS Batch API on {server.url} (data: {engine.data_dir}; "
-          f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs; launcher: {launcher_name(engine)})",
-          flush=True)
+          f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs; launcher: {launcher_name(engine)}; "
+          f"{_jobs_line(engine)})", flush=True)
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.5) and not engine.failed.is_set():
             pass
     except KeyboardInterrupt:
         pass
@@ -157,6 +168,9 @@ def serve_command(args: argparse.Namespace) -> int:
         inbox_thread.join(timeout=5)
     server.stop()
     engine.stop()
+    if engine.failure is not None:  # the watchdog: never go on answering with a dead scheduler
+        print(f"error: the engine failed: {engine.failure}", file=sys.stderr)
+        return 70
     return 0
 
 
@@ -166,6 +180,31 @@ def launcher_name(engine: Any) -> str:
              "DockerExecutor": "Docker"}
     kind = type(engine.executor).__name__
     return names.get(kind, kind)
+
+
+def _container_options(args: argparse.Namespace) -> Any:
+    """The job environment options, or the problem with them (a string)."""
+    from chalicelib.localbatch.execution.container_env import ContainerOptions
+    from chalicelib.localbatch.execution.task_endpoints import load_credentials
+
+    credentials = {}
+    if args.job_credentials:
+        try:
+            credentials = load_credentials(args.job_credentials)
+        except OSError as err:
+            return f"--job-credentials {args.job_credentials}: {err.strerror or err}"
+        except ValueError as err:
+            return f"--job-credentials {err}"
+    bad = [name for name in args.pass_env if not name or "=" in name]
+    if bad:
+        return f"--pass-env: expected a variable name, got {bad[0]!r}"
+    region = args.region or "us-east-1"
+    return ContainerOptions(region=region, pass_env=tuple(args.pass_env), credentials=credentials)
+
+
+def _jobs_line(engine: Any) -> str:
+    describe = getattr(engine.executor, "describe", None)
+    return describe() if describe is not None else "jobs: docker executor"
 
 
 def _serve_option_problem(args: argparse.Namespace) -> str | None:

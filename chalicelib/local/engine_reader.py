@@ -19,6 +19,21 @@ class EngineReader(Protocol):
     def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]: ...
 
 
+class EngineRefused(SystemExit):
+    """The engine answered 403: the request broke its request rule (Host, Origin or signature).
+
+    A SystemExit, so the CLI prints it and stops; never taken for "no such feed" and worked around.
+    """
+
+
+def _refusal(base: str, err: urllib.error.HTTPError) -> EngineRefused:
+    try:
+        message = json.loads(err.read() or b"{}").get("message", str(err))
+    except ValueError:
+        message = str(err)
+    return EngineRefused(f"error: the engine at {base} refused the request: {message}")
+
+
 def open_reader(endpoint_url: str | None, data_dir: str) -> EngineReader:
     """The given endpoint, else the engine that owns ``data_dir`` now, else its state read directly."""
     url = endpoint_url or engine_url(Path(data_dir))
@@ -83,6 +98,8 @@ class HttpReader:
             with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
                 return response.read()  # type: ignore[no-any-return]
         except urllib.error.HTTPError as err:
+            if err.code == 403:
+                raise _refusal(self.base, err) from None
             try:
                 message = json.loads(err.read()).get("message", str(err))
             except ValueError:

@@ -222,6 +222,8 @@ def open_remote(
 
 def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> None:
     """Feeds the engine's HTTP event stream to the tracker; polling when there is none."""
+    from chalicelib.local.engine_reader import EngineRefused
+
     try:
         _, after = reader.events(0, 0, None)
         while True:
@@ -229,6 +231,10 @@ def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> N
             if not page:
                 break
             after = after_next
+    except EngineRefused as err:  # a refusal is reported, not taken for "no feed here"
+        logger.error("%s", err)
+        runtime.follows_events = False
+        return
     except (LookupError, OSError, ValueError, KeyError):
         # No event feed on this server: the run command's periodic reconcile drives the tracker.
         runtime.follows_events = False
@@ -237,6 +243,9 @@ def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> N
     while not stop.is_set():
         try:
             events, after = reader.events(after, 2.0, None)
+        except EngineRefused as err:
+            logger.error("%s; no longer following its events", err)
+            return
         except (LookupError, OSError, ValueError, KeyError):
             stop.wait(1.0)
             continue

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import shutil
 import threading
 import time
@@ -24,9 +25,11 @@ from typing import Any
 from chalicelib.localbatch import arns, wire
 from chalicelib.localbatch.api.operations import BatchService
 from chalicelib.localbatch.clock import Clock, SystemClock
+from chalicelib.localbatch.execution.container_env import ContainerEnvironment, ContainerOptions, JobFacts
 from chalicelib.localbatch.execution.executor import ExitInfo
 from chalicelib.localbatch.execution.factory import make_executor
 from chalicelib.localbatch.execution.logpool import LogPool
+from chalicelib.localbatch.execution.task_endpoints import TaskEndpoints
 from chalicelib.localbatch.model import ComputeEnvironment, JobQueue
 from chalicelib.localbatch.scheduling.capacity import HostCapacity
 from chalicelib.localbatch.scheduling.loader import load_state
@@ -41,6 +44,9 @@ DEFAULT_QUEUE = "default"
 Subscriber = Callable[[dict[str, Any]], None]
 LAUNCHER_THREADS = 2
 EXIT_PATH_NO_COMMIT = 1 << 62  # a group-commit interval that never elapses
+# Ticks that fail in a row before the watchdog calls the scheduler dead: one failure may be a
+# passing fault, but a tick that fails every time leaves every queue stuck while the API answers.
+MAX_TICK_FAILURES = 20
 
 
 class Engine:
@@ -48,24 +54,32 @@ class Engine:
 
     def __init__(self, data_dir: str | Path, *, host: HostCapacity | None = None,
                  options: EngineOptions | None = None, executor: Any = None,
-                 clock: Clock | None = None, owner: str = "run") -> None:
+                 clock: Clock | None = None, container: ContainerOptions | None = None,
+                 owner: str = "run") -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Raises FolderInUseError when another engine runs on this folder: it would kill
         # that engine's attempts as orphans (see folder_lock).
         self.folder_lock = folder_lock.acquire(self.data_dir, owner)
         try:
-            self._open(host, options, executor, clock)
+            self._open(host, options, executor, clock, container)
         except BaseException:
             self.folder_lock.release()
             raise
 
     def _open(self, host: HostCapacity | None, options: EngineOptions | None, executor: Any,
-              clock: Clock | None) -> None:
+              clock: Clock | None, container: ContainerOptions | None) -> None:
         self.host = host or HostCapacity.detect()
         self.store = Store(self.data_dir / "state.sqlite3")
         self.token = self._engine_token()
-        self.executor = executor if executor is not None else make_executor(self.token, "auto")
+        self.endpoints: TaskEndpoints | None = None
+        if executor is None:
+            options_ = container or ContainerOptions()
+            self.endpoints = TaskEndpoints(options_.credentials, options_.region)
+            self.container = ContainerEnvironment(options_, str(self.data_dir / "runtime"), self.endpoints)
+            self.container.lookup = self._job_facts
+            executor = make_executor(self.token, "auto", self.container)
+        self.executor = executor
         self.lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -97,6 +111,13 @@ class Engine:
         self._job_last_seq: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
         self._started = False
+        # The console's page sends this in X-Conveyor-Console-Token (access.py): a fresh random
+        # value per engine start, so only a page this engine served can know it.
+        self.console_token = secrets.token_urlsafe(32)
+        # Watchdog: set, with the reason, when a loop thread dies; /health reports it, the API
+        # refuses work and `conveyor serve` exits non-zero.
+        self.failure: str | None = None
+        self.failed = threading.Event()
         with self.lock:
             lost = load_state(self.scheduler, self.store)
             self._ensure_defaults()
@@ -108,6 +129,19 @@ class Engine:
             token = uuid.uuid4().hex
             self.store.set_meta("engine_token", token)
         return token
+
+    def _job_facts(self, job_id: str) -> JobFacts | None:
+        """What a job's container is told about it (read from the scheduler's table, no lock:
+        one dict read of an entry only the scheduler thread replaces)."""
+        job = self.scheduler.jobs.get(job_id)
+        if job is None:
+            return None
+        sub = job.sub
+        ce = self.scheduler.ces.get(job.placed_ce or "")
+        kind = str((ce.compute_resources or {}).get("type", "")) if ce is not None else ""
+        return JobFacts(job_id=job_id, job_name=sub.name, queue=sub.queue, compute_environment=job.placed_ce or "",
+                        fargate=kind.startswith("FARGATE"), job_role_arn=sub.container.get("jobRoleArn"),
+                        log_stream=job.log_stream or "", array_size=sub.array_size)
 
     def _ensure_defaults(self) -> None:
         """A fresh data dir gets compute environment `local` (this host) and queue `default`."""
@@ -142,7 +176,8 @@ class Engine:
         self._started = True
         self._tend_log_pool([])
         for target, name in loops:
-            thread = threading.Thread(target=target, name=f"localbatch-{name}", daemon=True)
+            thread = threading.Thread(target=self._guarded, args=(target, name), name=f"localbatch-{name}",
+                                      daemon=True)
             thread.start()
             self._threads.append(thread)
         self._wake.set()
@@ -159,9 +194,29 @@ class Engine:
         for thread in self._threads:
             thread.join(timeout=10)
         self.executor.close()
+        if self.endpoints is not None:
+            self.endpoints.close()
         self.sqs.close()
         self.store.close()
         self.folder_lock.release()
+
+    def _guarded(self, target: Callable[[], None], name: str) -> None:
+        """Runs one of the engine's loops; if it ends before stop(), the engine is declared failed."""
+        try:
+            target()
+        except BaseException as err:
+            logger.critical("engine %s thread died", name, exc_info=True)
+            self.fail(f"the {name} thread died: {type(err).__name__}: {str(err)[:200]}")
+            return
+        if not self._stopping.is_set():
+            self.fail(f"the {name} thread ended unexpectedly")
+
+    def fail(self, reason: str) -> None:
+        """The watchdog's verdict: the engine can no longer run what it accepts."""
+        if self.failure is None:
+            self.failure = reason
+            logger.critical("engine failed: %s; it answers 503 until restarted", reason)
+        self.failed.set()
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -199,35 +254,46 @@ class Engine:
             self._wake.set()
 
     def _loop(self) -> None:
-        scheduler = self.scheduler
+        failures = 0
         while not self._stopping.is_set():
-            due = scheduler.next_timer_ms()
-            timeout = None if due is None else max(0.0, (due - scheduler.now()) / 1000)
-            self._wake.wait(timeout if timeout is None else min(timeout, 5.0))
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
             try:
-                batch, ended_logs = None, []
-                with self.lock:
-                    scheduler.tick(group_commit_ms=EXIT_PATH_NO_COMMIT)
-                    if scheduler.now() - scheduler.last_commit_ms >= scheduler.options.group_commit_ms:
-                        batch = scheduler.take_batch()
-                        # Ends taken with (or before) this batch are committed once it is written.
-                        ended_logs, scheduler.ended_logs = scheduler.ended_logs, []
-                        if batch is not None:
-                            self.store.write_lock.acquire()  # keeps batches in order; see take_batch
+                self._loop_once()
+                failures = 0
+            except Exception as err:
+                failures += 1
+                if failures >= MAX_TICK_FAILURES:
+                    raise RuntimeError(f"{failures} scheduler ticks failed in a row; last: {type(err).__name__}: {err}") from err
+                if failures == 1:
+                    logger.exception("scheduler tick failed")
+                self._stopping.wait(0.01 * failures)  # no busy loop filling the log with one fault
+                self._wake.set()  # retried at once: a fault that persists trips the watchdog in ~2 s
+
+    def _loop_once(self) -> None:
+        scheduler = self.scheduler
+        due = scheduler.next_timer_ms()
+        timeout = None if due is None else max(0.0, (due - scheduler.now()) / 1000)
+        self._wake.wait(timeout if timeout is None else min(timeout, 5.0))
+        self._wake.clear()
+        if self._stopping.is_set():
+            return
+        batch, ended_logs = None, []
+        with self.lock:
+            scheduler.tick(group_commit_ms=EXIT_PATH_NO_COMMIT)
+            if scheduler.now() - scheduler.last_commit_ms >= scheduler.options.group_commit_ms:
+                batch = scheduler.take_batch()
+                # Ends taken with (or before) this batch are committed once it is written.
+                ended_logs, scheduler.ended_logs = scheduler.ended_logs, []
                 if batch is not None:
-                    # SQLite work happens outside the engine lock: exits keep flowing meanwhile.
-                    try:
-                        scheduler.write_batch(batch)
-                    finally:
-                        self.store.write_lock.release()
-                self._tend_log_pool(ended_logs)
-                if scheduler.has_work():
-                    self._wake.set()  # e.g. a big array still spawning: go on after letting API calls in
-            except Exception:
-                logger.exception("scheduler tick failed")
+                    self.store.write_lock.acquire()  # keeps batches in order; see take_batch
+        if batch is not None:
+            # SQLite work happens outside the engine lock: exits keep flowing meanwhile.
+            try:
+                scheduler.write_batch(batch)
+            finally:
+                self.store.write_lock.release()
+        self._tend_log_pool(ended_logs)
+        if scheduler.has_work():
+            self._wake.set()  # e.g. a big array still spawning: go on after letting API calls in
 
     def _enqueue_launches(self, requests: list[Any]) -> None:
         for request in requests:

@@ -26,3 +26,17 @@ class ServerException(BatchApiError):
 
     code = "ServerException"
     status = 500
+
+
+class AccessDeniedException(BatchApiError):
+    """The request breaks the engine's request rule (foreign Host or Origin, no signature); see access.py."""
+
+    code = "AccessDeniedException"
+    status = 403
+
+
+class ServiceUnavailable(BatchApiError):
+    """The engine's scheduler has stopped (see Engine.failure); nothing would run what is accepted."""
+
+    code = "ServerException"
+    status = 503

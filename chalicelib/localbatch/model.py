@@ -165,7 +165,16 @@ class ComputeEnvironment:
     def max_vcpus(self) -> float | None:
         if self.compute_resources is None:
             return None
-        return float(self.compute_resources.get("maxvCpus", 0))
+        # Numeric safety: a value validation now refuses may still sit in an older store; a
+        # number too big for a float is "no limit" (the host caps it), anything else unusable is 0.
+        raw = self.compute_resources.get("maxvCpus", 0)
+        try:
+            value = float(raw)
+        except OverflowError:
+            return float("inf")
+        except (TypeError, ValueError):
+            return 0.0
+        return value if value == value else 0.0  # NaN
 
     @property
     def resource_type(self) -> str:

@@ -10,19 +10,36 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from chalicelib.localbatch import access
 from chalicelib.localbatch.api.operations import OPERATIONS
 from chalicelib.localbatch.engine import Engine
-from chalicelib.localbatch.errors import BatchApiError, ClientException, ServerException
+from chalicelib.localbatch.errors import BatchApiError, ClientException, ServerException, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 _ROUTES = {f"/v1/{name.lower()}": name for name in OPERATIONS}
 _TAG_METHODS = {"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"}
 MAX_BODY = 1024 * 1024
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER; an event sequence number past it is a client's typo
+# Connections the kernel queues before accept(): a burst of clients (a pipeline's fan-out, a
+# load test) must wait there, not be reset. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
+
+def _reject_constant(name: str) -> Any:
+    raise ClientException(f"request body: {name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ClientException(f"request body: the number {text[:40]} is out of range")
+    return value
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -32,6 +49,14 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "conveyor-localbatch"
     engine: Engine
+    hosts: frozenset[str] = frozenset()
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, made-up ones) meets the same rule and answer as unknown paths,
+        # not the stdlib's 501 page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -45,11 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle()
 
-    # Other methods get the same 400 ClientException as unknown paths, not the stdlib's 501 page.
-    do_PUT = do_PATCH = do_HEAD = do_OPTIONS = do_DELETE
-
     def _handle(self) -> None:
         try:
+            self._admit()
             status, payload, content_type = self._route()
         except BatchApiError as err:
             status, content_type = err.status, "application/json"
@@ -77,6 +100,17 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":  # a HEAD answer has headers only
             self.wfile.write(payload)
 
+    def _admit(self) -> None:
+        """The request rule (access.py) and the watchdog's verdict, before the body is read."""
+        try:
+            access.check(self.command, self.headers, self.hosts, self.engine.console_token)
+        except BatchApiError:
+            self.close_connection = True  # its body stays unread: it must not parse as a request
+            raise
+        if self.engine.failure is not None and urlsplit(self.path).path != "/health":
+            self.close_connection = True
+            raise ServiceUnavailable(f"the engine has stopped scheduling ({self.engine.failure}); restart it")
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's own refusals (a malformed request line, headers too long) in our error shape."""
         error = ClientException(message or "malformed request") if code < 500 else ServerException(message or "")
@@ -94,9 +128,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, UnicodeDecodeError) as err:
             raise ClientException(f"request body: not valid JSON ({err})") from None
+        except RecursionError:
+            raise ClientException("request body: nested too deeply") from None
 
     def _sized_body(self) -> bytes:
         header = (self.headers.get("Content-Length") or "0").strip()
@@ -160,12 +196,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._events(query)
         if url.path.startswith("/logs/") and self.command == "GET":
             attempt = query.get("attempt", [None])[0]
-            text = self.engine.read_log(unquote(url.path[len("/logs/"):]),
-                                        int(attempt) if attempt and attempt.isdigit() else None)
-            return 200, text.encode(), "text/plain; charset=utf-8"
+            if attempt is not None and not (attempt.isascii() and attempt.isdigit() and len(attempt) < 10):
+                raise ClientException(f"attempt: expected an attempt number (1, 2, ...), got {attempt[:40]!r}")
+            text = self.engine.read_log(unquote(url.path[len("/logs/"):]), None if attempt is None else int(attempt))
+            return 200, text.encode(errors="replace"), "text/plain; charset=utf-8"
         if url.path == "/health":
-            return 200, b'{"status":"ok"}', "application/json"
+            return self._health()
         raise ClientException(f"{self.command} {url.path}: no such operation on the local engine")
+
+    def _health(self) -> tuple[int, bytes, str]:
+        failure = self.engine.failure
+        if failure is None:
+            return 200, b'{"status":"ok"}', "application/json"
+        return 503, json.dumps({"status": "failed", "reason": failure}).encode(), "application/json"
 
     def _events(self, query: dict[str, list[str]]) -> tuple[int, bytes, str]:
         def number(name: str, default: float) -> float:
@@ -178,10 +221,25 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ClientException(f"{name}: expected a finite number, got {raw!r}")
             return value
         after = int(number("after", 0))
+        if not 0 <= after <= MAX_SEQ:
+            raise ClientException(f"after: expected an event sequence number from 0 to {MAX_SEQ}")
         wait = min(max(number("wait", 0), 0.0), 20.0)
         limit = int(min(max(number("limit", 1000), 1), 10000))
         events, next_seq = self.engine.read_events(after, limit, wait, query.get("jobId", [None])[0])
         return 200, json.dumps({"events": events, "next": next_seq}).encode(), "application/json"
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer is no engine fault: no traceback for it."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            logger.debug("client %s went away: %s", client_address, error)
+            return
+        logger.exception("request from %s failed", client_address)
 
 
 class BatchHttpServer:
@@ -189,8 +247,8 @@ class BatchHttpServer:
 
     def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0) -> None:
         handler = type("Handler", (_Handler,), {"engine": engine})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
+        handler.hosts = access.allowed_hosts(host, self.port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="localbatch-http", daemon=True)
 
     @property

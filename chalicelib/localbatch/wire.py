@@ -142,7 +142,12 @@ def state_json(job: Job) -> str:
     state = dict(zip(STATE_FIELDS, _state_values(job)))
     if job.summary is not None:
         state["summary"] = job.summary
-    return orjson.dumps(state).decode()
+    try:
+        return orjson.dumps(state).decode()
+    except orjson.JSONEncodeError:
+        # Text orjson refuses (a lone surrogate that slipped past validation): the json module
+        # escapes it as ASCII, so this job's row still commits and never blocks other jobs'.
+        return _dumps(state)
 
 
 def snapshot_json(job: Job) -> str:

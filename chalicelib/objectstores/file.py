@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
@@ -22,6 +21,11 @@ from chalicelib.pipeline.objectstore import (
     local_files,
     to_uri,
 )
+
+
+def _token() -> str:
+    """A unique suffix for temporary names (uuid4's randomness, without importing uuid per job)."""
+    return os.urandom(16).hex()
 
 
 class FileObjectStore:
@@ -65,7 +69,7 @@ class FileObjectStore:
     def put_bytes(self, uri: str, data: bytes) -> None:
         path = self._path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        temp = path.with_name(f".{path.name}.tmp-{_token()}")
         temp.write_bytes(data)
         os.replace(temp, path)
 
@@ -94,7 +98,7 @@ class FileObjectStore:
     def upload(self, local_path: Path, uri: str) -> None:
         target = self._path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        temp = target.with_name(f".{target.name}.tmp-{_token()}")
         shutil.copyfile(local_path, temp)
         os.replace(temp, target)
 
@@ -109,7 +113,7 @@ class FileObjectStore:
         target = self._path(prefix)
         files = local_files(local_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
+        token = _token()
         staging = target.with_name(f".{target.name}.publish-{token}")
         for key, path in files:
             destination = staging / key

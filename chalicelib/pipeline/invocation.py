@@ -18,17 +18,16 @@ stage published one folder per item, a join one folder.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 RUNNER_MODULE = "chalicelib.runner"
 UPSTREAM_SHAPES = ("foreach", "join")
 
 
-@dataclass(frozen=True)
-class RunnerArgs:
-    """Parsed runner arguments."""
+class RunnerArgs(NamedTuple):
+    """Parsed runner arguments (a NamedTuple, not a dataclass: see ``item.py`` on import cost)."""
 
     run_prefix: str
     stage: str
@@ -37,7 +36,7 @@ class RunnerArgs:
     offset: int = 0
     join: bool = False
     items: str | None = None
-    upstream: Mapping[str, str] = field(default_factory=dict)  # stage -> "foreach" | "join"
+    upstream: Mapping[str, str] = MappingProxyType({})  # stage -> "foreach" | "join"
     scratch: str | None = None
     keep_scratch: bool = False
 
@@ -75,24 +74,39 @@ def build_runner_argv(
     return [*argv, "--", *tool_argv]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # Usage errors are runner errors: one line, exit code 2.
-        raise ValueError(message)
+# The runner's options: those that take a value, and flags. Parsed by hand, not with argparse:
+# the runner starts once per job and argparse (with gettext) is a noticeable part of its start.
+_VALUE_OPTIONS = ("--run-prefix", "--stage", "--manifest", "--offset", "--items", "--upstream", "--scratch")
+_FLAGS = ("--join", "--keep-scratch")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m chalicelib.runner", add_help=False)
-    parser.add_argument("--run-prefix", required=True)
-    parser.add_argument("--stage", required=True)
-    parser.add_argument("--manifest")
-    parser.add_argument("--offset", type=int, default=0)
-    parser.add_argument("--join", action="store_true")
-    parser.add_argument("--items")
-    parser.add_argument("--upstream", action="append", default=[])
-    parser.add_argument("--scratch")
-    parser.add_argument("--keep-scratch", action="store_true")
-    return parser
+def _read_options(own: Sequence[str]) -> tuple[dict[str, str], list[str], set[str]]:
+    """(last value of each value option, every --upstream value, flags given)."""
+    values: dict[str, str] = {}
+    upstream: list[str] = []
+    flags: set[str] = set()
+    position = 0
+    while position < len(own):
+        name, eq, inline = own[position].partition("=")
+        position += 1
+        if name in _FLAGS and not eq:
+            flags.add(name)
+            continue
+        if name not in _VALUE_OPTIONS:
+            raise ValueError(f"unrecognized argument: {own[position - 1]!r}")
+        if not eq:
+            if position >= len(own) or own[position].partition("=")[0] in (*_VALUE_OPTIONS, *_FLAGS):
+                raise ValueError(f"argument {name}: expected one argument")
+            inline = own[position]
+            position += 1
+        if name == "--upstream":
+            upstream.append(inline)
+        else:
+            values[name] = inline
+    missing = [name for name in ("--run-prefix", "--stage") if name not in values]
+    if missing:
+        raise ValueError(f"the following arguments are required: {', '.join(missing)}")
+    return values, upstream, flags
 
 
 def parse_runner_argv(argv: Sequence[str]) -> RunnerArgs:
@@ -108,26 +122,32 @@ def parse_runner_argv(argv: Sequence[str]) -> RunnerArgs:
     own, tool = argv[:split], argv[split + 1 :]
     if not tool:
         raise ValueError("empty tool command after '--'")
-    ns = _parser().parse_args(own)
+    values, upstream_entries, flags = _read_options(own)
     upstream: dict[str, str] = {}
-    for entry in ns.upstream:
+    for entry in upstream_entries:
         name, sep, shape = entry.partition("=")
         if not sep or not name or shape not in UPSTREAM_SHAPES:
             raise ValueError(f"--upstream {entry!r}: expected NAME=foreach or NAME=join")
         upstream[name] = shape
-    if ns.offset < 0:
-        raise ValueError(f"--offset must be >= 0, got {ns.offset}")
-    if ns.items and not ns.join:
+    raw_offset = values.get("--offset", "0")
+    try:
+        offset = int(raw_offset)
+    except ValueError:
+        raise ValueError(f"argument --offset: invalid int value: {raw_offset!r}") from None
+    if offset < 0:
+        raise ValueError(f"--offset must be >= 0, got {offset}")
+    join = "--join" in flags
+    if values.get("--items") and not join:
         raise ValueError("--items is only for a join (add --join)")
     return RunnerArgs(
-        run_prefix=ns.run_prefix,
-        stage=ns.stage,
+        run_prefix=values["--run-prefix"],
+        stage=values["--stage"],
         tool_argv=tuple(tool),
-        manifest=ns.manifest,
-        offset=ns.offset,
-        join=ns.join,
-        items=ns.items,
+        manifest=values.get("--manifest"),
+        offset=offset,
+        join=join,
+        items=values.get("--items"),
         upstream=upstream,
-        scratch=ns.scratch,
-        keep_scratch=ns.keep_scratch,
+        scratch=values.get("--scratch"),
+        keep_scratch="--keep-scratch" in flags,
     )

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.pipeline.errors import ItemsError, ObjectStoreError
-from chalicelib.pipeline.model import Item
+from chalicelib.pipeline.item import Item
 from chalicelib.pipeline.objectstore import ObjectStore, join_uri
 
 MANIFEST_NAME = "manifest.json"

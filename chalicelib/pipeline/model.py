@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from chalicelib.pipeline.item import Item as Item  # re-exported: defined apart for the runner
+
 
 class ComputeClass(str, Enum):
     """Where a stage runs; each class maps to one Batch job queue."""
@@ -186,21 +188,6 @@ class PipelineSpec:
     @property
     def stage_names(self) -> tuple[str, ...]:
         return tuple(stage.name for stage in self.stages)
-
-
-@dataclass(frozen=True)
-class Item:
-    """One unit of work: a key (e.g. a sample name) and its ordered file URIs."""
-
-    key: str
-    files: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "files": list(self.files)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Item:
-        return cls(key=str(data["key"]), files=tuple(str(f) for f in data["files"]))
 
 
 @dataclass(frozen=True)

@@ -19,21 +19,26 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
 from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import PipelineError, RunnerError
-from chalicelib.pipeline.invocation import RunnerArgs, parse_runner_argv
+from chalicelib.pipeline.invocation import parse_runner_argv
 from chalicelib.pipeline.manifest import read_item, read_manifest, stage_output_uri
-from chalicelib.pipeline.model import Item
-from chalicelib.pipeline.objectstore import ObjectStore, read_reference
+from chalicelib.pipeline.objectstore import read_reference
 from chalicelib.pipeline.placeholders import BUILTIN, find_placeholders, substitute
+from chalicelib.runner import tool_process
 from chalicelib.runner.staging import Stager
+
+if TYPE_CHECKING:  # names for annotations only: the runner starts once per job, so it imports little
+    from types import FrameType
+
+    from chalicelib.pipeline.invocation import RunnerArgs
+    from chalicelib.pipeline.item import Item
+    from chalicelib.pipeline.objectstore import ObjectStore
 
 EXIT_RUNNER_ERROR = 2
 EXIT_PUBLISH_FAILED = 3
@@ -65,9 +70,17 @@ def main(
 
 
 def _make_scratch(args: RunnerArgs) -> Path:
-    parent = Path(args.scratch) if args.scratch else Path.cwd()
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="conveyor-", dir=parent))
+    """A new private folder under --scratch (or the current folder); tempfile.mkdtemp's job,
+    without importing tempfile (and random) on every job's start."""
+    parent = os.path.abspath(args.scratch or ".")
+    os.makedirs(parent, exist_ok=True)
+    while True:
+        path = os.path.join(parent, f"conveyor-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return Path(path)
 
 
 def _run(
@@ -142,7 +155,7 @@ def _referenced_stages(args: RunnerArgs) -> list[str]:
 def run_tool(argv: Sequence[str], *, cwd: Path) -> int:
     """Runs the tool without a shell, output streaming to ours; returns its exit code."""
     try:
-        process = subprocess.Popen(list(argv), cwd=cwd)
+        pid = tool_process.start(argv, str(cwd))
     except FileNotFoundError:
         _log(f"error: tool not found: {argv[0]!r}")
         return EXIT_NOT_FOUND
@@ -152,11 +165,14 @@ def run_tool(argv: Sequence[str], *, cwd: Path) -> int:
 
     def forward(signum: int, frame: FrameType | None) -> None:
         del frame
-        process.send_signal(signum)
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # it has just ended; wait() reads how
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = process.wait()
+        code = tool_process.wait(pid)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

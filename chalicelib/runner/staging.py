@@ -16,8 +16,8 @@ from pathlib import Path
 
 from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError, RunnerError
+from chalicelib.pipeline.item import Item
 from chalicelib.pipeline.manifest import stage_output_uri
-from chalicelib.pipeline.model import Item
 from chalicelib.pipeline.objectstore import (
     ObjectStore,
     check_key,

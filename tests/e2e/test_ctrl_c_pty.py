@@ -106,8 +106,12 @@ def test_ctrl_c_at_random_moments_leaves_no_job_unfinished_and_no_run_open(tmp_p
             ["-m", "chalicelib.cli", "run", str(spec), "--items", str(items), "--data-dir", str(data),
              "--run-id", f"try{n}", "--no-progress"], delay)
         tries.append((delay, code))
-        assert code in (130, 1), f"try {n} (^C after {delay:.2f}s) exited {code}:\n{output}"
-        assert "Traceback" not in output, output
+        if "Traceback" in output or code == -signal.SIGINT:
+            # ^C while the interpreter itself starts (site, the editable-install finder) is
+            # Python's to report; no line of ours may be in it.
+            assert "/chalicelib/" not in output, f"try {n} (^C after {delay:.2f}s):\n{output}"
+        else:
+            assert code in (130, 1), f"try {n} (^C after {delay:.2f}s) exited {code}:\n{output}"
         assert _unfinished_jobs(data) == [], f"try {n} (^C after {delay:.2f}s) left jobs:\n{output}"
         assert _open_runs(data) == [], f"try {n} (^C after {delay:.2f}s) left a run open:\n{output}"
     assert len(tries) >= 8, tries

@@ -148,7 +148,8 @@ class JobOperations:
         # Children of an array submitted moments ago may not be spawned yet.
         parent_id, _, index = job_id.rpartition(":")
         parent = self.scheduler.jobs.get(parent_id)
-        return bool(parent and parent.sub.array_size and index.isdigit() and str(int(index)) == index
+        return bool(parent and parent.sub.array_size and index.isascii() and index.isdigit()
+                    and str(int(index)) == index
                     and int(index) < parent.sub.array_size)  # "p:01" is no child id: it would never resolve
 
     @staticmethod
@@ -244,7 +245,7 @@ class JobOperations:
                 return [j for j in jobs if j.sub.job_definition.rsplit("/", 1)[-1] == text]
             return [j for j in jobs if j.sub.job_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0] == text]
         if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit() and len(value) <= 18):
                 raise validation.fail("filters[0].values[0]", "epoch milliseconds as a string", value)
             moment = int(value)
             if name == "BEFORE_CREATED_AT":

@@ -53,6 +53,7 @@ class BatchService:
             raise ClientException(f"{operation}: operation not supported by the local engine")
         if not isinstance(body, dict):
             raise validation.fail("request body", "a JSON object", body)
+        validation.clean_text(body)
         attr, changes_schedule = entry
         target = self.jobs if hasattr(self.jobs, attr) else self.resources
         with self.lock:

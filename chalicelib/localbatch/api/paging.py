@@ -19,7 +19,7 @@ def _decode(token: Any) -> int:
     try:
         text = base64.urlsafe_b64decode(validation.as_str(token, "nextToken", min_len=1).encode()).decode()
         kind, _, number = text.partition(":")
-        if kind != "offset" or not number.isdigit():
+        if kind != "offset" or not (number.isascii() and number.isdigit()):
             raise ValueError(kind)
         return int(number)
     except (ValueError, UnicodeDecodeError):

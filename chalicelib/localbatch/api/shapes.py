@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -99,6 +100,8 @@ def to_resources(req: dict[str, str], field: str) -> Resources:
         raise validation.fail(f"{field}.VCPU", "a number", req["VCPU"]) from None
     if vcpus <= 0:
         raise validation.fail(f"{field}.VCPU", "a number greater than 0", req["VCPU"])
+    if not math.isfinite(vcpus) or vcpus > validation.INT_MAX:  # NaN compares false with everything: checked here
+        raise validation.fail(f"{field}.VCPU", f"a finite number of at most {validation.INT_MAX}", req["VCPU"])
     try:
         memory = int(req["MEMORY"])
     except KeyError:
@@ -107,12 +110,16 @@ def to_resources(req: dict[str, str], field: str) -> Resources:
         raise validation.fail(f"{field}.MEMORY", "an integer number of MiB", req["MEMORY"]) from None
     if memory < 4:
         raise validation.fail(f"{field}.MEMORY", "at least 4 MiB", req["MEMORY"])
+    if memory > validation.INT_MAX:
+        raise validation.fail(f"{field}.MEMORY", f"at most {validation.INT_MAX} MiB", req["MEMORY"])
     try:
         gpus = int(req.get("GPU", "0"))
     except ValueError:
         raise validation.fail(f"{field}.GPU", "an integer", req["GPU"]) from None
     if gpus < 0:
         raise validation.fail(f"{field}.GPU", "an integer of at least 0", req["GPU"])
+    if gpus > validation.INT_MAX:
+        raise validation.fail(f"{field}.GPU", f"an integer of at most {validation.INT_MAX}", req["GPU"])
     return Resources(vcpus=vcpus, memory_mib=memory, gpus=gpus)
 
 

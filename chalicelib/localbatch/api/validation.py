@@ -10,6 +10,9 @@ from chalicelib.localbatch.errors import ClientException
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 RESOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _MISSING = object()
+INT_MAX = 2**31 - 1  # the Batch model's Integer is 32-bit: a bigger number is a typo, not a timeout
+MAX_DEPTH = 32  # the deepest Batch request shape is under 10 levels
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def short(value: Any, limit: int = 60) -> str:
@@ -54,13 +57,39 @@ def as_str(value: Any, field: str, *, max_len: int | None = None, min_len: int =
     return value
 
 
-def as_int(value: Any, field: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+def as_int(value: Any, field: str, *, minimum: int | None = None, maximum: int = INT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(field, "an integer", value)
-    if minimum is not None and value < minimum or maximum is not None and value > maximum:
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+    if minimum is not None and value < minimum or value > maximum:
+        if minimum is not None and maximum != INT_MAX:
+            bounds = f"between {minimum} and {maximum}"
+        else:
+            bounds = f"at least {minimum}" if minimum is not None and value < minimum else f"at most {maximum}"
         raise fail(field, f"an integer {bounds}", value)
     return value
+
+
+def clean_text(body: Any, field: str = "request body") -> None:
+    """Refuses what no field may hold: lone UTF-16 surrogates (not Unicode; UTF-8 cannot store
+    them) in any key or string, and nesting deeper than any Batch shape. Iterative, so a deep
+    body cannot exhaust the stack here."""
+    stack: list[tuple[Any, str, int]] = [(body, field, 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise ClientException(f"{path}: text holds a lone UTF-16 surrogate, which is not valid Unicode")
+            continue
+        if depth >= MAX_DEPTH and isinstance(value, (dict, list)):
+            raise ClientException(f"{path}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path != "request body" else str(key)
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    raise ClientException(f"{path}: a key holds a lone UTF-16 surrogate, which is not valid Unicode")
+                stack.append((item, name, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
 
 
 def as_bool(value: Any, field: str) -> bool:

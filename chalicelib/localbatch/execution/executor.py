@@ -3,9 +3,11 @@
 Contract with the scheduler: ``launch`` starts an attempt and returns at once;
 the exit callback fires exactly once per launched attempt, from the reaper
 thread (also for failed starts and OOM kills); ``stop`` ends an attempt with
-SIGTERM then SIGKILL. Every child carries ``CONVEYOR_ENGINE_TOKEN`` and
-``CONVEYOR_ATTEMPT_KEY`` in its environment so that after a kill -9 of the
-engine, ``kill_orphans`` on restart can find and end what the old engine left.
+SIGTERM then SIGKILL. Each attempt runs in its own cgroup where the host allows
+(attempt_setup.py, cgroups.py), so that after a kill -9 of the engine ``kill_orphans``
+on restart finds and ends everything the old engine left, whatever the job did to its
+environment, group or session; children also carry ``CONVEYOR_ENGINE_TOKEN`` and
+``CONVEYOR_ATTEMPT_KEY``, the fallback where cgroups are unusable.
 """
 
 from __future__ import annotations
@@ -14,34 +16,33 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chalicelib.localbatch.execution import procfs
+from chalicelib.localbatch.execution.attempt_setup import (
+    ORPHAN_WAIT_SECONDS,
+    PULL_ERROR,
+    AttemptSetup,
+    kill_tagged_orphans,
+)
+from chalicelib.localbatch.execution.cgroups import CgroupPaths
+from chalicelib.localbatch.execution.container_env import ContainerEnvironment
 from chalicelib.localbatch.execution.reaper import Reaper, collect_exit_code
 from chalicelib.localbatch.execution.spawn import (
-    ATTEMPT_VAR,
-    START_ERROR,
-    TOKEN_VAR,
     EnvBuilder,
     ExecutableCache,
-    build_base_env,
     describe_start_error,
     make_workdir,
     open_log,
-    resolve_local_image,
     signal_group,
 )
 
 logger = logging.getLogger(__name__)
 
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
-PULL_ERROR = "CannotPullContainerError"
-ORPHAN_WAIT_SECONDS = 10.0
+__all__ = ["ORPHAN_WAIT_SECONDS", "PULL_ERROR", "kill_tagged_orphans"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class _Attempt:
     key: str
     proc: subprocess.Popen[bytes]
     memory_limit: int  # bytes; 0 = unlimited
+    cgroups: CgroupPaths | None = None
     stopping: bool = False
     oom: bool = False
 
@@ -114,12 +116,15 @@ class _Attempt:
 
 class MemoryLimitMixin:
     """The memory watcher both executors share: a thread, running only while an attempt
-    with a memory limit is alive, that sums its process group's resident memory every poll
-    and ends an attempt over its limit (OutOfMemoryError, as the ECS agent reports it).
+    with a memory limit is alive, that asks `_setup.over_memory` (the kernel's OOM kill in the
+    attempt's memory cgroup, else its group's proportional set sizes) every poll and ends an
+    attempt over its limit (OutOfMemoryError, as the ECS agent reports it).
 
-    Hosts provide `_lock`, `_closed`, `_closing`, `_poll`, `_memory_thread`,
+    Hosts provide `_lock`, `_closed`, `_closing`, `_poll`, `_memory_thread`, `_setup`,
     `_memory_pending`, `_limited_attempts()` (pid -> attempt) and `_kill_for_memory()`.
     """
+
+    _setup: AttemptSetup
 
     _lock: threading.Lock
     _closed: bool
@@ -151,21 +156,22 @@ class MemoryLimitMixin:
             if not limited:
                 self._memory_pending.wait()
                 continue
-            for pgid, used in procfs.sum_group_rss(limited).items():
-                if used > limited[pgid].memory_limit:
-                    self._kill_for_memory(limited[pgid], used)
+            for attempt, used in self._setup.over_memory(limited):
+                self._kill_for_memory(attempt, used)
             self._closing.wait(self._poll)
 
 
 class ProcessExecutor(MemoryLimitMixin):
     """Runs attempts as local process groups; see the module docstring."""
 
-    def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25) -> None:
+    def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25,
+                 container: ContainerEnvironment | None = None, use_cgroups: bool = True) -> None:
         if not engine_token:
             raise ValueError("engine_token must be a non-empty string")
         self._token = engine_token
         self._poll = memory_poll_seconds
-        self._env = EnvBuilder(build_base_env(os.environ, sys.executable))
+        self._setup = AttemptSetup(engine_token, container, use_cgroups=use_cgroups)
+        self._env = EnvBuilder(self._setup.base)
         # One /dev/null for every child's stdin instead of an open+close per launch.
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._executables = ExecutableCache()
@@ -196,23 +202,22 @@ class ProcessExecutor(MemoryLimitMixin):
                 raise LaunchError("executor is closed")
             if request.attempt_key in self._attempts:
                 raise LaunchError(f"attempt {request.attempt_key!r} is already running")
-        image_dir = resolve_local_image(request.image)
-        if image_dir is not None and not os.path.isdir(image_dir):
-            reason = f"{PULL_ERROR}: local image folder {image_dir} does not exist"
-            return self._report_failed_start(request.attempt_key, reason)
-        if not request.argv:
-            return self._report_failed_start(request.attempt_key, f"{START_ERROR}: empty command")
+        prepared = self._setup.prepare(request)
+        if isinstance(prepared, str):
+            return self._report_failed_start(request.attempt_key, prepared)
         try:
-            env, path = self._env.build(request.env, attempt_key=request.attempt_key, token=self._token,
-                                        image_dir=image_dir, gpu_ids=request.gpu_ids)
+            env = self._env.build(prepared.env)
             make_workdir(request.workdir)
             log_fd = open_log(request.log_path)
+            joins = [os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                     for path in (prepared.cgroups.procs_files() if prepared.cgroups else [])]
         except (OSError, TypeError) as err:
+            self._setup.abandon(request.attempt_key, prepared.cgroups)
             return self._report_failed_start(request.attempt_key, describe_start_error(err))
         try:
             proc = subprocess.Popen(
                 request.argv,
-                executable=self._executables.resolve(request.argv[0], path),
+                executable=self._executables.resolve(request.argv[0], prepared.env.get("PATH")),
                 stdin=self._devnull,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
@@ -220,12 +225,18 @@ class ProcessExecutor(MemoryLimitMixin):
                 env=env,
                 close_fds=True,
                 start_new_session=True,
+                # Joins the attempt's cgroups before exec (only writes to fds opened above).
+                preexec_fn=(lambda: _join_cgroups(joins)) if joins else None,
             )
         except (OSError, ValueError, subprocess.SubprocessError) as err:
+            self._setup.abandon(request.attempt_key, prepared.cgroups)
             return self._report_failed_start(request.attempt_key, describe_start_error(err))
         finally:
             os.close(log_fd)
-        return self._track(_Attempt(request.attempt_key, proc, max(0, request.memory_mib) * 1024 * 1024))
+            for fd in joins:
+                os.close(fd)
+        return self._track(_Attempt(request.attempt_key, proc, max(0, request.memory_mib) * 1024 * 1024,
+                                    prepared.cgroups))
 
     def stop(self, attempt_key: str, grace_seconds: float) -> None:
         """SIGTERMs the group now and SIGKILLs it after the grace if still alive."""
@@ -251,7 +262,11 @@ class ProcessExecutor(MemoryLimitMixin):
         Waits (up to ``ORPHAN_WAIT_SECONDS``) until they are gone, so a new
         attempt never overlaps an old one. Returns the attempt keys killed.
         """
-        return kill_tagged_orphans(self._token, self._live_keys, exclude={os.getpid()})
+        return self._setup.kill_orphans(self._live_keys, exclude={os.getpid()})
+
+    def describe(self) -> str:
+        """How attempts are tracked and what environment they get (serve's start line)."""
+        return self._setup.describe()
 
     def _live_keys(self) -> set[str]:
         with self._lock:
@@ -265,11 +280,13 @@ class ProcessExecutor(MemoryLimitMixin):
             self._closed = True
             for attempt in self._attempts.values():
                 signal_group(attempt.pid, signal.SIGKILL)
+                self._setup.kill(attempt.cgroups)
             self._idle.wait_for(lambda: not self._attempts, timeout=5.0)
         self._closing.set()
         self._memory_pending.set()
         self._reaper.close()
         os.close(self._devnull)
+        self._setup.close()
         if self._memory_thread is not None:
             self._memory_thread.join(2.0)
 
@@ -288,6 +305,7 @@ class ProcessExecutor(MemoryLimitMixin):
                 self._by_pid.pop(attempt.pid, None)
             signal_group(attempt.pid, signal.SIGKILL)
             attempt.proc.returncode = collect_exit_code(attempt.pid)
+            self._setup.finish(attempt.key, attempt.cgroups)
             return self._report_failed_start(attempt.key, describe_start_error(err))
         if attempt.memory_limit:
             self._start_memory_watch()
@@ -313,9 +331,12 @@ class ProcessExecutor(MemoryLimitMixin):
         if attempt is None:
             return
         attempt.proc.returncode = code  # so Popen never waits on a recycled pid
-        # Only when our SIGKILL is what ended it; a leader that exited on its own
-        # just before the kill keeps its own exit status.
-        reason = OOM_REASON if attempt.oom and code == 128 + signal.SIGKILL else None
+        kernel_oom = self._setup.finish(attempt.key, attempt.cgroups)
+        # Only when a kill for memory is what ended it; a leader that exited on its own
+        # just before our kill keeps its own exit status.
+        reason = OOM_REASON if kernel_oom or (attempt.oom and code == 128 + signal.SIGKILL) else None
+        if kernel_oom:  # the kernel killed a process at the limit: the attempt was killed for memory
+            code = 128 + signal.SIGKILL
         self._deliver(ExitInfo(attempt.key, exit_code=code if code >= 0 else None, reason=reason, started=True))
 
     def _deliver(self, info: ExitInfo) -> None:
@@ -341,43 +362,14 @@ class ProcessExecutor(MemoryLimitMixin):
                 return
             attempt.oom = True
             signal_group(attempt.pid, signal.SIGKILL)
+            self._setup.kill(attempt.cgroups)
         logger.info("attempt %s used %d MiB over its %d MiB limit; killed",
                     attempt.key, used >> 20, attempt.memory_limit >> 20)
 
 
-def kill_tagged_orphans(token: str, live_keys: Callable[[], set[str]], *, exclude: set[int]) -> list[str]:
-    """Kills every process carrying this engine token that is not one of our live attempts.
-
-    Both executors use it at engine start. Their whole process groups go (SIGKILL), in up to
-    three rounds (a process forked while we were killing is caught by the next), then it waits
-    up to ``ORPHAN_WAIT_SECONDS`` for them to be gone. Returns the attempt keys killed.
-    """
-    keys: set[str] = set()
-    deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
-    for _ in range(3):
-        own_keys = live_keys()  # our own live attempts (and their children) are not orphans
-        found = [orphan for orphan in procfs.find_tagged(TOKEN_VAR, token, ATTEMPT_VAR, exclude=exclude)
-                 if orphan.attempt_key not in own_keys]
-        if not found:
-            break
-        own_group = os.getpgrp()
-        for orphan in found:
-            if orphan.pgid > 1 and orphan.pgid != own_group:
-                signal_group(orphan.pgid, signal.SIGKILL)
-            try:
-                os.kill(orphan.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            if orphan.attempt_key:
-                keys.add(orphan.attempt_key)
-        pending = [orphan.pid for orphan in found]
-        while pending and time.monotonic() < deadline:
-            pending = [pid for pid in pending if procfs.is_alive(pid)]
-            if pending:
-                time.sleep(0.02)
-        if pending:
-            logger.warning("orphan processes still alive after SIGKILL: %s", pending)
-    return sorted(keys)
+def _join_cgroups(fds: list[int]) -> None:
+    for fd in fds:
+        os.write(fd, b"0")
 
 
 def docker_available(timeout: float = 2.0) -> bool:

@@ -128,6 +128,38 @@ def sum_group_rss(pgids: Iterable[int]) -> dict[int, int]:
     return wanted
 
 
+def parse_smaps_pss(text: str) -> int:
+    """Returns the proportional set size in bytes from /proc/<pid>/smaps_rollup text.
+
+    Raises:
+        ValueError: no ``Pss:`` line.
+    """
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError("no Pss line in smaps_rollup")
+
+
+def read_pss(pid: int) -> int:
+    """One process's share of its pages (a page shared by N processes counts 1/N); 0 when gone."""
+    try:
+        with open(f"{PROC}/{pid}/smaps_rollup", encoding="ascii") as handle:
+            return parse_smaps_pss(handle.read())
+    except (OSError, ValueError):
+        return read_rss(pid)
+
+
+def sum_group_pss(pgids: Iterable[int]) -> dict[int, int]:
+    """Memory of each process group counted once per page: the sum of its members' PSS."""
+    wanted = {pgid: 0 for pgid in pgids}
+    if not wanted:
+        return wanted
+    for stat in scan_stats():
+        if stat.pgid in wanted and not stat.is_zombie:
+            wanted[stat.pgid] += read_pss(stat.pid)
+    return wanted
+
+
 @dataclass(frozen=True)
 class TaggedProcess:
     """A live process whose environment carries an engine token."""

@@ -16,18 +16,24 @@ ATTEMPT_VAR = "CONVEYOR_ATTEMPT_KEY"
 START_ERROR = "CannotStartContainerError"
 
 
-def build_base_env(environ: Mapping[str, str], python_executable: str) -> dict[str, str]:
-    """The engine's environment with its own Python's folder first on PATH."""
-    env = dict(environ)
-    bin_dir = os.path.dirname(python_executable)
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}" if env.get("PATH") else bin_dir
+def tag_env(overlay: Mapping[str, str], *, attempt_key: str, token: str) -> dict[str, str]:
+    """The attempt's variables plus the engine's tags.
+
+    The tags are set last so a job definition cannot hide from the restart kill by
+    overriding them; they are only the fallback where cgroups are unusable (a job can
+    still drop them with ``env -i``; a cgroup it cannot leave).
+    """
+    env = dict(overlay)
+    env[TOKEN_VAR] = token
+    env[ATTEMPT_VAR] = attempt_key
     return env
 
 
 def resolve_local_image(image: str | None) -> str | None:
     """Returns the folder of a local image (``file://`` URL or absolute dir).
 
-    Other image strings (registry names) return None: processes ignore them.
+    Other image strings (registry names) return None: they run on the image's runtime
+    folder alone (see runtime_images.py).
     """
     if not image:
         return None
@@ -38,67 +44,26 @@ def resolve_local_image(image: str | None) -> str | None:
     return None
 
 
-def _prepend(folder: str, current: str | None) -> str:
-    return f"{folder}{os.pathsep}{current}" if current else folder
-
-
-def build_child_env(
-    base: Mapping[str, str],
-    extra: Mapping[str, str],
-    *,
-    attempt_key: str,
-    token: str,
-    image_dir: str | None = None,
-    gpu_ids: tuple[int, ...] = (),
-) -> dict[str, str]:
-    """Merges base env, the request's variables, the local image and our tags."""
-    env = dict(base)
-    env.update(extra)
-    if image_dir is not None:
-        env["PATH"] = _prepend(image_dir, env.get("PATH"))
-        env["PYTHONPATH"] = _prepend(image_dir, env.get("PYTHONPATH"))
-    if gpu_ids and "CUDA_VISIBLE_DEVICES" not in extra:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
-    # Set last so a job cannot hide from kill_orphans by overriding them.
-    env[TOKEN_VAR] = token
-    env[ATTEMPT_VAR] = attempt_key
-    return env
-
-
 class EnvBuilder:
-    """Builds child environments fast: the engine's own environment is encoded once.
+    """Builds child environments fast: the container's base variables are encoded once.
 
-    Popen encodes every variable on every launch; handing it bytes for the ~50
-    inherited variables leaves only the job's own few to encode.
+    Popen encodes every variable on every launch; handing it bytes for the base
+    leaves only the attempt's own variables to encode.
     """
-
-    _EDITED = ("PATH", "PYTHONPATH", "CUDA_VISIBLE_DEVICES")
 
     def __init__(self, base: Mapping[str, str]) -> None:
         self._encoded = {os.fsencode(name): os.fsencode(value) for name, value in base.items()}
-        # The only inherited variables build_child_env may rewrite.
-        self._edited = {name: base[name] for name in self._EDITED if name in base}
 
-    def build(
-        self,
-        extra: Mapping[str, str],
-        *,
-        attempt_key: str,
-        token: str,
-        image_dir: str | None = None,
-        gpu_ids: tuple[int, ...] = (),
-    ) -> tuple[dict[bytes, bytes], str | None]:
-        """Returns the encoded environment and its PATH (for the program lookup).
+    def build(self, overlay: Mapping[str, str]) -> dict[bytes, bytes]:
+        """Returns the encoded environment: the base with ``overlay`` on top.
 
         Raises:
             TypeError: a name or value is not a string.
         """
-        overlay = build_child_env(self._edited, extra, attempt_key=attempt_key, token=token,
-                                  image_dir=image_dir, gpu_ids=gpu_ids)
         env = self._encoded.copy()
         for name, value in overlay.items():
             env[os.fsencode(name)] = os.fsencode(value)
-        return env, overlay.get("PATH")
+        return env
 
 
 class ExecutableCache:

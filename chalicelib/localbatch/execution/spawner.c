@@ -5,10 +5,11 @@
  * little-endian body length followed by the body. Body layouts (integers
  * little-endian, "str" = u32 length + bytes, no terminator):
  *
- *   requests  LAUNCH  u8 1, u64 id, str workdir, str log, str spare, str exec_path,
+ *   requests  LAUNCH  u8 1, u64 id, str workdir, str log, str spare, str cgroups, str exec_path,
  *                     u32 argc, str argv[argc], u32 envc, str env[envc] ("NAME=value")
  *                     (spare: an empty file made ahead, renamed into place as the log;
- *                     "" = create the log)
+ *                     "" = create the log; cgroups: "\n"-separated cgroup.procs files
+ *                     the child joins before anything else, "" = none)
  *             STOP    u8 2, u64 id, u32 grace_ms   (SIGTERM the group, SIGKILL after grace;
  *                                                   grace 0 = SIGKILL now)
  *             KILL    u8 3, u64 id                 (SIGKILL the group)
@@ -63,7 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_VERSION 2
+#define PROTOCOL_VERSION 3
 #define MAX_RECORD (64u << 20)
 
 enum { REQ_LAUNCH = 1, REQ_STOP = 2, REQ_KILL = 3, REQ_QUIT = 4, REQ_FAIL = 5, REQ_ARM = 6, REQ_DISARM = 7 };
@@ -376,7 +377,7 @@ static void claim_spare(const char *spare, char *log_path) {
 
 /* What the vfork child tells its (suspended) parent; shared memory under vfork. */
 static volatile int child_errno;
-static volatile int child_stage; /* 1 = chdir, 2 = exec */
+static volatile int child_stage; /* 1 = chdir, 2 = exec, 3 = join cgroup */
 
 typedef struct {
     const unsigned char *p, *end;
@@ -469,7 +470,8 @@ static char **path_candidates(const char *name, char **env) {
 
 /* Runs in the vfork child: only async-signal-safe calls, no heap, no stdio. */
 static void __attribute__((noreturn)) child_exec(const char *workdir, int log_fd, char **argv, char **env,
-                                                 const char *exec_path, char **candidates) {
+                                                 const char *exec_path, char **candidates,
+                                                 const char *cgroups, size_t cgroups_len) {
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
@@ -477,6 +479,18 @@ static void __attribute__((noreturn)) child_exec(const char *workdir, int log_fd
     sigaction(SIGINT, &dfl, NULL);
     sigprocmask(SIG_SETMASK, &child_mask, NULL);
     setpgid(0, 0);
+    /* Join the attempt's cgroups first: whatever the job then does to its group, session or
+     * environment, the engine finds (and ends) every process it makes there. */
+    child_stage = 3;
+    for (const char *c = cgroups; c < cgroups + cgroups_len; c += strlen(c) + 1) {
+        int fd = open(c, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) goto fail;
+        if (write(fd, "0", 1) != 1) {
+            close(fd);
+            goto fail;
+        }
+        close(fd);
+    }
     child_stage = 1;
     if (chdir(workdir) < 0) goto fail;
     child_stage = 2;
@@ -507,18 +521,20 @@ fail:
 /* vfork() lives in its own small frame, so no local of handle_launch is live
  * across the "returns twice" point (where the compiler may not keep it intact). */
 static pid_t __attribute__((noinline)) spawn_child(const char *workdir, int log_fd, char **argv, char **env,
-                                                   const char *program, char **candidates) {
+                                                   const char *program, char **candidates,
+                                                   const char *cgroups, size_t cgroups_len) {
     pid_t pid = vfork();
-    if (pid == 0) child_exec(workdir, log_fd, argv, env, program, candidates);
+    if (pid == 0) child_exec(workdir, log_fd, argv, env, program, candidates, cgroups, cgroups_len);
     return pid;
 }
 
 static void handle_launch(reader_t *r) {
     uint64_t id = rd_u64(r);
-    size_t log_len = 0, workdir_len = 0, exec_len = 0, arg0_len = 0, spare_len = 0;
+    size_t log_len = 0, workdir_len = 0, exec_len = 0, arg0_len = 0, spare_len = 0, cgroups_len = 0;
     char *workdir = rd_str(r, &workdir_len);
     char *log_path = rd_str(r, &log_len);
     char *spare = rd_str(r, &spare_len);
+    char *cgroups = rd_str(r, &cgroups_len);
     char *exec_path = rd_str(r, &exec_len);
     uint32_t argc = rd_u32(r);
     if (r->bad || argc == 0 || argc > (uint32_t)(r->end - r->p) / 4) {
@@ -554,7 +570,10 @@ static void handle_launch(reader_t *r) {
 
     child_errno = 0;
     child_stage = 0;
-    pid_t pid = spawn_child(workdir, log_fd, argv, env, program, candidates);
+    if (cgroups)
+        for (size_t i = 0; i < cgroups_len; i++)
+            if (cgroups[i] == '\n') cgroups[i] = '\0';
+    pid_t pid = spawn_child(workdir, log_fd, argv, env, program, candidates, cgroups ? cgroups : "", cgroups_len);
     started = pid > 0 && child_errno == 0;
     if (pid < 0) {
         emit_failed(id, "fork", 4, strerror(errno));
@@ -562,7 +581,8 @@ static void handle_launch(reader_t *r) {
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        if (child_stage == 1) emit_failed(id, workdir, workdir_len, strerror(child_errno));
+        if (child_stage == 3) emit_failed(id, "joining the attempt's cgroup", 28, strerror(child_errno));
+        else if (child_stage == 1) emit_failed(id, workdir, workdir_len, strerror(child_errno));
         else emit_failed(id, program, exec_len ? exec_len : arg0_len, strerror(child_errno));
     } else {
         add_attempt(id, pid);
@@ -582,6 +602,7 @@ done:
     free(workdir);
     free(log_path);
     free(spare);
+    free(cgroups);
     free(exec_path);
     if (!started) release_slot(id); /* a failed start frees its slot at once */
 }

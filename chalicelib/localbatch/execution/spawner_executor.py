@@ -8,11 +8,12 @@ makes the folders, forks, reaps and kills groups, and reports STARTED / FAILED /
 EXITED on a pipe that a reader thread turns into exit callbacks. There are
 ``SPAWNERS`` helpers; a chain of armed launches stays with its first attempt's.
 
-Behaviour matches ProcessExecutor: the same child environment (built by
-``spawn.build_child_env`` and overlaid on the spawner's environ, which is the
-engine's base env), ``launch`` returns the pid (= pgid) or -1 after the spawner
+Behaviour matches ProcessExecutor: the same child environment (the container's
+base variables are the spawner's environ, each attempt's are overlaid, both from
+``attempt_setup.AttemptSetup``), the same per-attempt cgroups (the child joins them
+before its exec), ``launch`` returns the pid (= pgid) or -1 after the spawner
 answered, failed starts and exits arrive through the callback from the reader
-thread, memory limits are enforced by summing the group's RSS. Signals are sent
+thread, memory limits are held by the attempt's memory cgroup (else summed PSS). Signals are sent
 by the spawner, which is the reaper, so a recycled pid is never signalled.
 
 If the engine dies (kill -9) the spawner sees EOF and exits without killing:
@@ -30,29 +31,26 @@ import logging
 import math
 import os
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.localbatch.execution.attempt_setup import AttemptSetup
+from chalicelib.localbatch.execution.cgroups import CgroupPaths
+from chalicelib.localbatch.execution.container_env import ContainerEnvironment
 from chalicelib.localbatch.execution.executor import (
     OOM_REASON,
-    PULL_ERROR,
     ExitCallback,
     ExitInfo,
     ExitsCallback,
     LaunchError,
     LaunchRequest,
     MemoryLimitMixin,
-    kill_tagged_orphans,
 )
 from chalicelib.localbatch.execution.spawn import (
     START_ERROR,
     ExecutableCache,
-    build_base_env,
-    build_child_env,
     describe_start_error,
-    resolve_local_image,
 )
 from chalicelib.localbatch.execution.spawner_build import last_error, spawner_path
 from chalicelib.localbatch.execution.spawner_link import (
@@ -82,7 +80,6 @@ SPAWNER_LOST = f"{START_ERROR}: the conveyor-spawner process exited unexpectedly
 # own, and the kernel can run both where there are cores for them.
 SPAWNERS = 2
 DISARMED = "conveyor: armed launch withdrawn before it started"
-_EDITED = ("PATH", "PYTHONPATH", "CUDA_VISIBLE_DEVICES")
 
 
 @dataclass(eq=False)
@@ -95,6 +92,8 @@ class _Attempt:
     pid: int = 0  # 0 until STARTED
     fail_reason: str | None = None  # set when Python itself refused the launch
     oom: bool = False
+    cgroups: CgroupPaths | None = None
+    kernel_oom: bool = False  # the attempt's memory cgroup killed a process at its limit
 
 
 class SpawnerExecutor(MemoryLimitMixin):
@@ -106,7 +105,8 @@ class SpawnerExecutor(MemoryLimitMixin):
 
     takes_spare_logs = True  # LaunchRequest.spare_log is renamed into place by the spawner
 
-    def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25, spawners: int = SPAWNERS) -> None:
+    def __init__(self, engine_token: str, *, memory_poll_seconds: float = 0.25, spawners: int = SPAWNERS,
+                 container: ContainerEnvironment | None = None, use_cgroups: bool = True) -> None:
         if not engine_token:
             raise ValueError("engine_token must be a non-empty string")
         binary = spawner_path()
@@ -115,8 +115,8 @@ class SpawnerExecutor(MemoryLimitMixin):
         self._binary = binary
         self._token = engine_token
         self._poll = memory_poll_seconds
-        self._base_env = build_base_env(os.environ, sys.executable)
-        self._edited = {name: self._base_env[name] for name in _EDITED if name in self._base_env}
+        self._setup = AttemptSetup(engine_token, container, use_cgroups=use_cgroups)
+        self._base_env = self._setup.base
         self._executables = ExecutableCache()
         self._lock = threading.Lock()
         self._attempts: dict[str, _Attempt] = {}
@@ -239,7 +239,11 @@ class SpawnerExecutor(MemoryLimitMixin):
         Waits (up to ``ORPHAN_WAIT_SECONDS``) until they are gone. Returns the attempt keys killed.
         """
         exclude = {os.getpid(), *self.spawner_pids()}
-        return kill_tagged_orphans(self._token, self._live_keys, exclude=exclude)
+        return self._setup.kill_orphans(self._live_keys, exclude=exclude)
+
+    def describe(self) -> str:
+        """How attempts are tracked and what environment they get (serve's start line)."""
+        return self._setup.describe()
 
     def spawner_pids(self) -> list[int]:
         """The pids of the running spawner processes."""
@@ -263,6 +267,7 @@ class SpawnerExecutor(MemoryLimitMixin):
         self._memory_pending.set()
         if self._memory_thread is not None:
             self._memory_thread.join(2.0)
+        self._setup.close()
 
     # -- the spawner process -------------------------------------------------
 
@@ -280,22 +285,20 @@ class SpawnerExecutor(MemoryLimitMixin):
 
     def _encode_launch(self, request: LaunchRequest, attempt: _Attempt) -> bytes:
         """The LAUNCH request, or a FAIL request echoing why Python refused it."""
-        reason: str
-        image_dir = resolve_local_image(request.image)
-        if image_dir is not None and not os.path.isdir(image_dir):
-            reason = f"{PULL_ERROR}: local image folder {image_dir} does not exist"
-        elif not request.argv:
-            reason = f"{START_ERROR}: empty command"
+        prepared = self._setup.prepare(request)
+        if isinstance(prepared, str):
+            reason = prepared
         else:
+            attempt.cgroups = prepared.cgroups
             try:
-                overlay = build_child_env(self._edited, request.env, attempt_key=request.attempt_key,
-                                          token=self._token, image_dir=image_dir, gpu_ids=request.gpu_ids)
-                program = self._executables.resolve(request.argv[0], overlay.get("PATH"))
+                program = self._executables.resolve(request.argv[0], prepared.env.get("PATH"))
+                joins = "\n".join(prepared.cgroups.procs_files()) if prepared.cgroups else ""
                 return encode_launch(attempt.ident, fs_bytes(os.path.abspath(request.workdir)),
                                      fs_bytes(os.path.abspath(request.log_path)),
                                      fs_bytes(program) if program else b"",
-                                     [fs_bytes(arg) for arg in request.argv], encode_env(overlay),
-                                     spare=fs_bytes(request.spare_log) if request.spare_log else b"")
+                                     [fs_bytes(arg) for arg in request.argv], encode_env(prepared.env),
+                                     spare=fs_bytes(request.spare_log) if request.spare_log else b"",
+                                     cgroups=fs_bytes(joins))
             except (TypeError, ValueError) as err:
                 reason = describe_start_error(err)
         attempt.fail_reason = reason
@@ -344,8 +347,12 @@ class SpawnerExecutor(MemoryLimitMixin):
         elif kind == EV_EXITED:
             attempt = self._forget(ident)
             if attempt is not None:
-                exits.append(ExitInfo(attempt.key, exit_code=int(value),
-                                      reason=OOM_REASON if attempt.oom else None, started=True))
+                oom = attempt.oom or attempt.kernel_oom
+                # The kernel killed a process at the limit: the attempt was killed for memory,
+                # even if its main process outlived that process by a moment.
+                code = 128 + signal.SIGKILL if attempt.kernel_oom else int(value)
+                exits.append(ExitInfo(attempt.key, exit_code=code,
+                                      reason=OOM_REASON if oom else None, started=True))
         else:
             logger.warning("unknown conveyor-spawner event %d", kind)
 
@@ -354,7 +361,10 @@ class SpawnerExecutor(MemoryLimitMixin):
             attempt = self._by_id.pop(ident, None)
             if attempt is not None:
                 self._attempts.pop(attempt.key, None)
-            return attempt
+        if attempt is not None:
+            # The main process is gone: so is everything else in its cgroup, whatever its group.
+            attempt.kernel_oom = self._setup.finish(attempt.key, attempt.cgroups)
+        return attempt
 
     def _on_link_lost(self, link: SpawnerLink) -> None:
         with self._lock:
@@ -394,5 +404,6 @@ class SpawnerExecutor(MemoryLimitMixin):
                 return
             attempt.oom = True
         attempt.link.send(encode_kill(attempt.ident))
+        self._setup.kill(attempt.cgroups)
         logger.info("attempt %s used %d MiB over its %d MiB limit; killed",
                     attempt.key, used >> 20, attempt.memory_limit >> 20)

@@ -20,7 +20,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 HELLO_TIMEOUT_SECONDS = 10.0
 QUIT_TIMEOUT_SECONDS = 10.0
 REQ_LAUNCH, REQ_STOP, REQ_KILL, REQ_QUIT, REQ_FAIL, REQ_ARM, REQ_DISARM = 1, 2, 3, 4, 5, 6, 7
@@ -69,14 +69,15 @@ def _env_entry(name: str, value: str) -> bytes:
 
 
 def encode_launch(ident: int, workdir: bytes, log_path: bytes, program: bytes, argv: Iterable[bytes],
-                  env: list[bytes], spare: bytes = b"") -> bytes:
+                  env: list[bytes], spare: bytes = b"", cgroups: bytes = b"") -> bytes:
     """LAUNCH; an empty ``program`` makes the child search argv[0] on its own PATH.
 
     ``spare``: an empty file to rename into place as the log (b"": create the log).
+    ``cgroups``: newline-separated cgroup.procs files the child joins before its exec.
     """
     argv = list(argv)
     parts = [b"", bytes((REQ_LAUNCH,)), ident.to_bytes(8, "little")]
-    for value in (workdir, log_path, spare, program):
+    for value in (workdir, log_path, spare, cgroups, program):
         parts += (_U32.pack(len(value)), value)
     for items in (argv, env):
         parts.append(_U32.pack(len(items)))

@@ -84,6 +84,7 @@ class Attempts:
         self._free_scratch: list[str] = []
         self._scratch_seq = 0
         self._boot = hex_id(6)  # scratch names never collide with a previous engine's leftovers
+        self.reclaims: set[str] = set()  # attempt keys drawn to lose their host (see mark_running)
 
     # -- placement and launch -------------------------------------------------------------------
     def start(self, job: Job, ce: ComputeEnvironment, launched: bool = False) -> None:
@@ -151,6 +152,9 @@ class Attempts:
             heapq.heappush(self.state.timers, (started_at + job.sub.timeout_seconds * 1000, "timeout", key))
         rate = self._reclaim_rate(job.placed_ce)
         if rate > 0 and self.random.random() < rate:
+            # The attempt loses its host whatever its length: one that ends before the drawn
+            # moment still ends as reclaimed (its host was gone before its exit was reported).
+            self.reclaims.add(key)
             delay = self.random.uniform(0.05, self.options.reclaim_window_seconds)
             heapq.heappush(self.state.timers, (started_at + int(delay * 1000), "reclaim", key))
 
@@ -231,6 +235,8 @@ class Attempts:
     # -- timers ---------------------------------------------------------------------------------
     def on_timer(self, kind: str, key: str) -> None:
         """A "timeout" or "reclaim" timer of attempt `key` is due: the attempt is stopped."""
+        if kind == "reclaim":
+            self.reclaims.discard(key)
         job = self.state.running.get(key)
         if job is None or job.stop_cause is not None:
             return
@@ -244,6 +250,10 @@ class Attempts:
         if job.status is JobStatus.STARTING and info.started:
             self.mark_running(job, info.attempt_key, self.transitions.now())  # exited before its launch was noted
         del self.state.running[info.attempt_key]
+        if info.attempt_key in self.reclaims:  # drawn to lose its host, and ended before that moment
+            self.reclaims.discard(info.attempt_key)
+            if job.stop_cause is None and info.started:
+                job.stop_cause = "reclaim"
         self.release(job, succeeded=job.stop_cause is None and info.started and info.exit_code == 0)
         if job.log_stream and self.log_pool is not None:
             self.ended_logs.append(self.log_path(job.log_stream))

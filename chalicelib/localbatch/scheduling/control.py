@@ -83,6 +83,18 @@ class Control:
                 self.transitions.set_status(job, JobStatus.FAILED, reason)
 
     # -- recovery -------------------------------------------------------------------------------
+    def _unrecorded_start(self, job: Job) -> int:
+        """When an attempt whose start never reached the store began: its log file was created (or
+        renamed into place) just before its process started. job.started_at is the previous
+        attempt's, so using it would make the two attempts overlap in the job's history."""
+        now = self.transitions.now()
+        previous_end = job.attempts[-1]["stoppedAt"] if job.attempts else 0
+        try:
+            created = int(os.stat(self.attempts.log_path(job.log_stream or "")).st_ctime * 1000)
+        except OSError:
+            created = now
+        return int(min(max(created, previous_end), now))
+
     def recover_lost_attempts(self, jobs: list[Job], orphan_keys: Iterable[str] = ()) -> None:
         """Ends attempts that were alive when the engine died the way AWS ends them when a host is lost.
 
@@ -104,7 +116,7 @@ class Control:
             job.status = JobStatus.RUNNING
             job.instance_id = job.instance_id or "i-" + hex_id(17)
             job.log_stream = log_stream_for(job, job.attempt_number)
-            job.started_at = job.started_at or self.transitions.now()
+            job.started_at = self._unrecorded_start(job)
             jobs.append(job)
             recorded.add(job.job_id)
         for job in jobs:

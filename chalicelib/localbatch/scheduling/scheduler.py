@@ -6,11 +6,12 @@ together in one SQLite transaction (a group commit, at most `group_commit_ms` la
 attempt's log file, created before its process starts, is its durable trace in between:
 after a crash the engine knows every attempt that may have run.
 
-The Scheduler holds its collaborators, each built here with what it needs: Attempts
-(attempts.py: placement, launch, an attempt's end and files), Arming (arming.py: successor
-launches held by the executor) and Control (control.py: cancel, terminate, recovery). What
-follows an attempt's end, retry included, is decided in one place: `_settle`, which asks
-retry.py.
+The Scheduler keeps the journal of changes (set_status, the group commit), placement and
+the tick, and holds its collaborators, each built here with what it needs: Admission
+(admission.py: submissions, array children, dependencies), Attempts (attempts.py: launch,
+timers, an attempt's end and files), Arming (arming.py: successor launches held by the
+executor) and Control (control.py: cancel, terminate, recovery). What follows an attempt's
+end, retry included, is decided in one place: `_settle`, which asks retry.py.
 """
 
 from __future__ import annotations
@@ -27,15 +28,13 @@ from chalicelib.localbatch.clock import Clock
 from chalicelib.localbatch.execution.executor import Executor, ExitInfo, LaunchRequest
 from chalicelib.localbatch.execution.logpool import LogPool
 from chalicelib.localbatch.model import (
-    ALL_STATUSES,
-    REASON_ARRAY_CHILD_FAILED,
-    REASON_DEPENDENCY_FAILED,
     REASON_EXITED,
     Job,
     JobQueue,
     JobStatus,
 )
 from chalicelib.localbatch.scheduling import retry
+from chalicelib.localbatch.scheduling.admission import Admission
 from chalicelib.localbatch.scheduling.arming import Arming
 from chalicelib.localbatch.scheduling.attempts import LIVE, AttemptEnd, Attempts
 from chalicelib.localbatch.scheduling.capacity import (
@@ -48,10 +47,7 @@ from chalicelib.localbatch.scheduling.control import Control
 from chalicelib.localbatch.scheduling.state import EngineOptions, SchedulerState
 from chalicelib.localbatch.storage.store import Store
 
-__all__ = ["SPAWN_BATCH", "Batch", "EngineOptions", "Scheduler"]
-
-SPAWN_BATCH = 2000  # children created per tick
-
+__all__ = ["Batch", "EngineOptions", "Scheduler"]  # EngineOptions: defined in state.py
 
 @dataclass(frozen=True)
 class Batch:
@@ -88,6 +84,7 @@ class Scheduler:
         self.attempts = Attempts(state, self, executor, self.options, random.Random(self.options.seed),
                                  Path(data_dir), self.exits)
         self.arming = Arming(state, self, self.attempts, executor)
+        self.admission = Admission(state, self, self.admissions)
         self.control = Control(state, self, self.attempts, self.arming, executor, self.options, self._end_attempt)
 
     # -- what the engine sets and reads on the attempts ------------------------------------------
@@ -149,6 +146,10 @@ class Scheduler:
         self._dirty[job.job_id] = job
         job.encoded_state = ""
 
+    def journal(self, job_id: str, at: int, event: str) -> None:
+        """An event to commit with the next batch (one that is not a status change)."""
+        self._events.append((job_id, at, event))
+
     def set_status(self, job: Job, status: JobStatus, reason: str | None = None) -> None:
         old = job.status
         job.status = status
@@ -167,7 +168,7 @@ class Scheduler:
         if status is JobStatus.RUNNABLE:
             self.state.push_runnable(job)
         elif status.is_terminal:
-            self._on_terminal(job)
+            self.admission.on_terminal(job)
 
     def next_timer_ms(self) -> int | None:
         timers = self.state.timers
@@ -197,7 +198,7 @@ class Scheduler:
         while self.exits:
             self._end_attempt(self.exits.popleft())
         attempts.drain_launched()  # armed successors taken over just now go RUNNING in this tick
-        self._admit_some()
+        self.admission.admit_some()
         self._fire_timers()
         self._place()
         if attempts.launches:
@@ -243,134 +244,9 @@ class Scheduler:
         return batch
 
     def write_batch(self, batch: Batch) -> None:
-        with self.store.transaction():
-            if batch.rows:
-                self.store.upsert_job_rows(batch.rows)
-            last_seq = self.store.append_events(batch.events) if batch.events else 0
+        last_seq = self.store.write_changes(batch.rows, batch.events)
         if batch.events:
             self.on_commit(last_seq, batch.events)
-
-    # -- admission and dependencies ---------------------------------------------------------------
-    def _admit(self, job: Job) -> None:
-        """SUBMITTED -> PENDING/RUNNABLE; an array parent spawns its children here."""
-        if job.status is not JobStatus.SUBMITTED:
-            return
-        if job.sub.failure:
-            self.set_status(job, JobStatus.FAILED, job.sub.failure)
-            return
-        self._wire_dependencies(job, self._targets(job))
-        if job.status is JobStatus.SUBMITTED:
-            self.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE)
-
-    def _admit_some(self) -> None:
-        """Admits queued submissions; a big array spawns its children over several ticks,
-        so API calls waiting on the engine lock are never held up for long."""
-        budget = SPAWN_BATCH
-        while self.admissions and budget > 0:
-            job = self.admissions[0]
-            size = job.sub.array_size or 0
-            if job.is_parent and not job.sub.failure and job.status in (JobStatus.SUBMITTED, JobStatus.PENDING):
-                budget -= self._spawn_children(job, budget)
-                if job.children is not None and len(job.children) < size:
-                    return  # more next tick; later submissions wait, as they may depend on these children
-            else:
-                self._admit(job)
-                budget -= 1
-            self.admissions.popleft()
-
-    def _spawn_children(self, parent: Job, budget: int) -> int:
-        """Creates up to `budget` more children (PENDING, then RUNNABLE when nothing is unmet)."""
-        size = parent.sub.array_size or 0
-        now = self.now()
-        if parent.children is None:
-            parent.summary = {status: 0 for status in ALL_STATUSES}
-            parent.summary["PENDING"] = size  # children not created yet count as PENDING
-            parent.summary_at = now
-            parent.children = []
-            self.set_status(parent, JobStatus.PENDING)
-        start = len(parent.children)
-        for index in range(start, min(size, start + budget)):
-            child = Job(job_id=f"{parent.job_id}:{index}", sub=parent.sub, index=index,
-                        status=JobStatus.PENDING, created_at=now, parent=parent)
-            parent.children.append(child)
-            self.jobs[child.job_id] = child
-            self.touch(child)
-            self._events.append((child.job_id, now, wire.snapshot_json(child)))
-            if parent.cancel_reason:  # the array was cancelled or terminated while it was spawning
-                child.is_cancelled, child.is_terminated = parent.is_cancelled, parent.is_terminated
-                self.set_status(child, JobStatus.FAILED, parent.cancel_reason)
-                continue
-            self._wire_dependencies(child, self._targets(child))
-            if child.status is JobStatus.PENDING and not child.unmet:
-                self.set_status(child, JobStatus.RUNNABLE)
-        return len(parent.children) - start
-
-    def _targets(self, job: Job) -> list[Job]:
-        """The jobs this job (or array child) waits on, resolved from the submission's dependsOn."""
-        targets = []
-        for dep in job.sub.depends_on:
-            kind = dep.get("type")
-            if kind == "SEQUENTIAL":
-                if job.index:
-                    targets.append(self.jobs[f"{job.sub.job_id}:{job.index - 1}"])
-                continue
-            target = self.jobs.get(dep["jobId"])
-            if target is None:
-                continue  # validated at submit; only an expired job could be missing
-            if kind == "N_TO_N" and job.index is not None and target.children is not None \
-                    and job.index < len(target.children):
-                target = target.children[job.index]
-            targets.append(target)
-        return targets
-
-    def _wire_dependencies(self, job: Job, targets: list[Job]) -> None:
-        for target in targets:
-            if target.status is JobStatus.SUCCEEDED:
-                continue
-            if target.status is JobStatus.FAILED:
-                self._fail_chain(job, REASON_DEPENDENCY_FAILED)
-                return
-            job.unmet += 1
-            target.dependents.append(job)
-
-    def _on_terminal(self, job: Job) -> None:
-        if job.status is JobStatus.SUCCEEDED:
-            for dependent in job.dependents:
-                dependent.unmet -= 1
-                if dependent.unmet == 0 and dependent.status in (JobStatus.PENDING, JobStatus.SUBMITTED):
-                    if dependent.cancel_reason:
-                        dependent.is_cancelled = True
-                        self.set_status(dependent, JobStatus.FAILED, dependent.cancel_reason)
-                    else:
-                        self.set_status(dependent, JobStatus.RUNNABLE)
-        else:
-            for dependent in job.dependents:
-                self._fail_chain(dependent, REASON_DEPENDENCY_FAILED)
-        job.dependents = []
-        parent = job.parent
-        if parent is not None and parent.summary is not None and not parent.status.is_terminal:
-            done = parent.summary["SUCCEEDED"] + parent.summary["FAILED"]
-            if done == parent.sub.array_size:
-                parent.stopped_at = self.now()
-                if parent.summary["FAILED"]:
-                    self.set_status(parent, JobStatus.FAILED, REASON_ARRAY_CHILD_FAILED)
-                else:
-                    self.set_status(parent, JobStatus.SUCCEEDED)
-
-    def _fail_chain(self, job: Job, reason: str) -> None:
-        """Fails a waiting job; its own dependents fail in turn (iteratively: SEQUENTIAL chains are long)."""
-        work = [job]
-        while work:
-            current = work.pop()
-            if current.status.is_terminal or current.status in (JobStatus.STARTING, JobStatus.RUNNING):
-                continue
-            if current.is_parent and current.children:
-                work.extend(current.children)
-                continue
-            dependents, current.dependents = current.dependents, []
-            self.set_status(current, JobStatus.FAILED, current.cancel_reason or reason)
-            work.extend(dependents)
-
 
     # -- attempt ends ---------------------------------------------------------------------------
     def _end_attempt(self, info: ExitInfo) -> None:
@@ -433,12 +309,7 @@ class Scheduler:
 
     def rewire(self, job: Job) -> None:
         """Re-links a PENDING job loaded from the store to the jobs it waits on."""
-        self._wire_dependencies(job, self._targets(job))
-        if job.status is JobStatus.PENDING and job.unmet == 0:
-            if job.cancel_reason:
-                self.set_status(job, JobStatus.FAILED, job.cancel_reason)
-            else:
-                self.set_status(job, JobStatus.RUNNABLE)
+        self.admission.rewire(job)
 
     # -- placement ------------------------------------------------------------------------------
     def _place(self) -> None:
@@ -467,7 +338,7 @@ class Scheduler:
         self.state.blocked_reported.add(job.job_id)
         job.status_reason = reason
         self.touch(job)
-        self._events.append((job.job_id, self.now(), wire.queue_blocked_event_json(job, queue, self.now())))
+        self.journal(job.job_id, self.now(), wire.queue_blocked_event_json(job, queue, self.now()))
         # jobStateTimeLimitActions: a head job blocked for this reason too long is cancelled.
         for action in queue.time_limit_actions:
             if action["state"] == "RUNNABLE" and reason.startswith(action["reason"]):

@@ -33,6 +33,8 @@ class Transitions(Protocol):
 
     def touch(self, job: Job) -> None: ...
 
+    def journal(self, job_id: str, at: int, event: str) -> None: ...
+
 
 def attempt_key(job: Job) -> str:
     """The key of the job's current attempt, as executors and timers know it."""

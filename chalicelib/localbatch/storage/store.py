@@ -9,6 +9,8 @@ which is the durability the engine promises.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -26,6 +28,9 @@ from chalicelib.localbatch.model import (
     Resources,
     Submission,
 )
+
+logger = logging.getLogger(__name__)
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,6 +73,13 @@ def _add_event_keys(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _scrub(value: Any) -> Any:
+    """Text with lone surrogates replaced by U+FFFD; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    return _SURROGATES.sub("\ufffd", value)
 
 
 class StoreError(Exception):
@@ -214,6 +226,28 @@ class Store:
             fields.pop("summary", None)
             yield job_id, parent_id, idx, status, fields
 
+    def write_changes(self, rows: list[tuple[str, str, str | None, int | None, str]],
+                      events: list[tuple[str, int, str]]) -> int:
+        """Writes one group commit (job rows and their events) in one transaction; returns the last seq.
+
+        Text SQLite cannot store (a lone surrogate that got past validation) must not fail the
+        whole group: every other job's change in it would be lost, and so would every later
+        group that carries the same job. Such text is written with U+FFFD in its place.
+        """
+        try:
+            return self._write_changes(rows, events)
+        except UnicodeEncodeError:
+            logger.error("a job change held text that is not valid Unicode; stored with U+FFFD in its place")
+            return self._write_changes([tuple(_scrub(x) for x in row) for row in rows],  # type: ignore[misc]
+                                       [(_scrub(j), t, _scrub(b)) for j, t, b in events])
+
+    def _write_changes(self, rows: list[tuple[str, str, str | None, int | None, str]],
+                       events: list[tuple[str, int, str]]) -> int:
+        with self.transaction():
+            if rows:
+                self.upsert_job_rows(rows)
+            return self.append_events(events) if events else 0
+
     # -- events -------------------------------------------------------------------------------
     def append_events(self, events: list[tuple[str, int, str]]) -> int:
         """Appends (job_id, time_ms, body) rows; returns the sequence number of the last one.
@@ -235,7 +269,7 @@ class Store:
     def _job_key(self, job_id: str, db: sqlite3.Connection) -> int | None:
         """The job_key of a job id, None for an id no submission can have (its events are none)."""
         root, _, index = job_id.partition(":")
-        if index and not (index.isdigit() and int(index) < _KEY_SPAN - 1):
+        if index and not (index.isascii() and index.isdigit() and int(index) < _KEY_SPAN - 1):
             return None
         seq = self._sub_seqs.get(root)
         if seq is None:  # submitted before this store was opened, or by another process

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import boto3
@@ -12,7 +10,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.helpers import wait_for_status
+from chalicelib.localbatch.access import signed_headers
+from tests.helpers import http_request, wait_for_status
 from tests.integration.localbatch.conftest import LiveEngine, register
 
 
@@ -156,13 +155,7 @@ def test_reason_longer_than_1024_is_refused(raw_batch: Any, live: LiveEngine) ->
 
 def post(url: str, data: bytes, method: str = "POST", headers: dict[str, str] | None = None
          ) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
+    return http_request(url, data, method, headers)
 
 
 BAD_REQUESTS = [
@@ -286,10 +279,12 @@ def test_head_request_gets_headers_only(live: LiveEngine) -> None:
     host, port = live.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
-        connection.request("HEAD", "/v1/describejobqueues")
+        connection.request("HEAD", "/v1/describejobqueues",
+                           headers=signed_headers("HEAD", live.url + "/v1/describejobqueues"))
         head = connection.getresponse()
         assert head.status == 400 and head.read() == b""
-        connection.request("POST", "/v1/describejobqueues", body=b"{}")  # same connection still in sync
+        connection.request("POST", "/v1/describejobqueues", body=b"{}",
+                           headers=signed_headers("POST", live.url + "/v1/describejobqueues", b"{}"))  # same connection still in sync
         follow = connection.getresponse()
         assert follow.status == 200 and json.loads(follow.read())["jobQueues"]
     finally:
@@ -301,7 +296,9 @@ def test_malformed_content_length_is_a_client_error(live: LiveEngine) -> None:
     host, port = live.url.removeprefix("http://").split(":")
     for header in (b"Content-Length: abc", b"Content-Length: -5", b"Content-Length: 99999999"):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(b"POST /v1/describejobqueues HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n{}")
+            auth = signed_headers("POST", live.url + "/v1/describejobqueues", b"{}")["Authorization"]
+            sock.sendall(b"POST /v1/describejobqueues HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
+                         + b"\r\nAuthorization: " + auth.encode() + b"\r\n" + header + b"\r\n\r\n{}")
             reply = sock.recv(65536)
         assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
         assert b"x-amzn-ErrorType: ClientException" in reply
@@ -320,8 +317,11 @@ def test_propagating_more_than_50_tags_fails_the_job(raw_batch: Any, live: LiveE
 
 
 def _raw_exchange(live: LiveEngine, request: bytes) -> bytes:
+    """Sends raw bytes; a `Host: x` line becomes the engine's Host and a signature (the request rule)."""
     import socket
     host, port = live.url.removeprefix("http://").split(":")
+    auth = signed_headers("POST", live.url + "/v1/describejobqueues")["Authorization"]
+    request = request.replace(b"Host: x\r\n", f"Host: {host}:{port}\r\nAuthorization: {auth}\r\n".encode())
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)
         sock.shutdown(socket.SHUT_WR)

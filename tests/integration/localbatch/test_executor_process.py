@@ -97,7 +97,7 @@ def test_launch_returns_pid_that_leads_its_own_process_group(harness: Harness) -
     assert harness.log("grp#1").split() == [str(pid)]
 
 
-def test_child_sees_batch_env_venv_path_and_tags(harness: Harness) -> None:
+def test_child_sees_batch_env_runtime_python_and_tags(harness: Harness) -> None:
     info = harness.run("job-1:3#2", "python", "-c", "import json, os; print(json.dumps(dict(os.environ)))",
                        env={"AWS_BATCH_JOB_ID": "job-1:3", "AWS_BATCH_JOB_ATTEMPT": "2",
                             "AWS_BATCH_JOB_ARRAY_INDEX": "3"})
@@ -106,7 +106,10 @@ def test_child_sees_batch_env_venv_path_and_tags(harness: Harness) -> None:
     assert env["AWS_BATCH_JOB_ID"] == "job-1:3"
     assert env["AWS_BATCH_JOB_ATTEMPT"] == "2"
     assert env["AWS_BATCH_JOB_ARRAY_INDEX"] == "3"
-    assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+    # The image's runtime folder, never the engine's own virtualenv, provides `python`.
+    assert env["PATH"].split(os.pathsep)[0].endswith("/bin")
+    assert os.path.dirname(sys.executable) not in env["PATH"].split(os.pathsep)
+    assert "VIRTUAL_ENV" not in env
     assert env["CONVEYOR_ENGINE_TOKEN"] == harness.token
     assert env["CONVEYOR_ATTEMPT_KEY"] == "job-1:3#2"
 

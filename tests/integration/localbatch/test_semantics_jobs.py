@@ -117,11 +117,13 @@ def test_missing_executable_fails_to_start(live: LiveEngine) -> None:
     assert detail["container"]["reason"].startswith("CannotStartContainerError")
 
 
-def test_python_on_path_is_the_engine_python(live: LiveEngine) -> None:
-    jd = register(live.batch, "which", ["python", "-c", "import sys; print(sys.executable)"])
+def test_python_on_path_is_the_image_runtime_not_the_engine_venv(live: LiveEngine) -> None:
+    jd = register(live.batch, "which", ["python", "-c", "import sys; print(sys.executable); print(sys.prefix)"])
     job = live.submit("which", jd)
     wait_for_status(live.batch, job, "SUCCEEDED")
-    assert Path(live.engine.read_log(job).strip()).parent == Path(PYTHON).parent
+    executable, prefix = live.engine.read_log(job).split()
+    assert Path(executable).parent != Path(PYTHON).parent
+    assert Path(prefix).is_relative_to(live.data_dir / "runtime")  # pip installs land there
 
 
 def test_local_image_folder_is_on_path(live: LiveEngine, tmp_path: Path) -> None:

@@ -209,6 +209,10 @@ def test_launch_from_the_exit_callback_does_not_deadlock(tmp_path: Path) -> None
     try:
         executor.launch(request(tmp_path, "first#1", "true"))
         assert [exits.get(timeout=WAIT).attempt_key for _ in range(2)] == ["first#1", "second#1"]
+        # The second's exit can arrive (on the other spawner's reader) before launch() returns.
+        deadline = time.monotonic() + WAIT
+        while not chained and time.monotonic() < deadline:
+            time.sleep(0.01)
         # 0 ("pid not known yet") when it went to the spawner whose reader is calling; else its pid.
         assert len(chained) == 1 and chained[0] >= 0
     finally:

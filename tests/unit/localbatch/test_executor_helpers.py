@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from chalicelib.localbatch.execution import procfs
-from chalicelib.localbatch.execution.executor import LaunchError, ProcessExecutor
+from chalicelib.localbatch.execution.container_env import SYSTEM_PATH, ContainerEnvironment, ContainerOptions
+from chalicelib.localbatch.execution.executor import LaunchError, LaunchRequest, ProcessExecutor
 from chalicelib.localbatch.execution.factory import make_executor
 from chalicelib.localbatch.execution.reaper import exit_code_from_status
 from chalicelib.localbatch.execution.spawn import (
@@ -15,10 +17,9 @@ from chalicelib.localbatch.execution.spawn import (
     TOKEN_VAR,
     EnvBuilder,
     ExecutableCache,
-    build_base_env,
-    build_child_env,
     describe_start_error,
     resolve_local_image,
+    tag_env,
 )
 
 # A real /proc/<pid>/stat line whose command name holds spaces and a ')'.
@@ -62,51 +63,62 @@ class TestExitCodes:
         assert exit_code_from_status(signum) == expected
 
 
+def _request(**changes: object) -> LaunchRequest:
+    fields: dict[str, object] = {"attempt_key": "job-1#1", "argv": ("true",), "env": {}, "workdir": "/w/1",
+                                 "log_path": "/l/1", "image": "busybox"}
+    fields.update(changes)
+    return LaunchRequest(**fields)  # type: ignore[arg-type]
+
+
 class TestEnvironment:
-    def test_base_env_puts_python_folder_first_on_path(self) -> None:
-        env = build_base_env({"PATH": "/usr/bin", "HOME": "/h"}, "/venv/bin/python")
-        assert env == {"PATH": "/venv/bin:/usr/bin", "HOME": "/h"}
+    @pytest.fixture
+    def container(self, tmp_path: Path) -> ContainerEnvironment:
+        host = {"PATH": "/venv/bin:/usr/bin", "AWS_SECRET_ACCESS_KEY": "s", "CONVEYOR_X": "1", "KEEP": "k"}
+        return ContainerEnvironment(ContainerOptions(region="eu-west-1", pass_env=("KEEP", "ABSENT")),
+                                    str(tmp_path), environ=host)
 
-    def test_base_env_without_path(self) -> None:
-        assert build_base_env({}, "/venv/bin/python")["PATH"] == "/venv/bin"
+    def test_base_holds_no_host_variable_unless_passed(self, container: ContainerEnvironment) -> None:
+        assert container.base == {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "AWS_EXECUTION_ENV": "AWS_ECS_EC2",
+                                  "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-west-1", "KEEP": "k"}
 
-    def test_request_env_overrides_base_but_not_our_tags(self) -> None:
-        env = build_child_env(
-            {"PATH": "/bin", "KEEP": "1", "AWS_BATCH_JOB_ID": "old"},
-            {"AWS_BATCH_JOB_ID": "job-1", TOKEN_VAR: "forged", ATTEMPT_VAR: "forged"},
-            attempt_key="job-1#1", token="tok",
-        )
-        assert env["AWS_BATCH_JOB_ID"] == "job-1"
-        assert env["KEEP"] == "1"
+    def test_registry_image_runs_on_its_runtime_folder_then_the_system(self, container: ContainerEnvironment,
+                                                                       tmp_path: Path) -> None:
+        env = container.overlay(_request(), None)
+        runtime_bin = container.images.bin_dir("busybox")
+        assert runtime_bin.startswith(str(tmp_path))
+        assert env["PATH"] == f"{runtime_bin}:{SYSTEM_PATH}"
+        assert os.path.islink(f"{runtime_bin}/python")
+        assert env["HOME"] == "/w/1"
+        assert "PYTHONPATH" not in env
+
+    def test_local_image_folder_comes_first_on_path_and_pythonpath(self, container: ContainerEnvironment) -> None:
+        env = container.overlay(_request(image="file:///img"), "/img")
+        assert env["PATH"].startswith("/img:")
+        assert env["PYTHONPATH"] == "/img"
+
+    def test_cuda_visible_devices_is_unset_without_gpus_and_set_with_them(
+            self, container: ContainerEnvironment) -> None:
+        assert "CUDA_VISIBLE_DEVICES" not in container.overlay(_request(env={"CUDA_VISIBLE_DEVICES": ""}), None)
+        assert container.overlay(_request(gpu_ids=(0, 2)), None)["CUDA_VISIBLE_DEVICES"] == "0,2"
+
+    def test_a_job_cannot_forge_the_engine_owned_variables(self, container: ContainerEnvironment) -> None:
+        forged = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://evil", TOKEN_VAR: "x", ATTEMPT_VAR: "y"}
+        env = tag_env(container.overlay(_request(env=forged), None), attempt_key="job-1#1", token="tok")
+        assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in env
         assert (env[TOKEN_VAR], env[ATTEMPT_VAR]) == ("tok", "job-1#1")
 
-    def test_local_image_is_prepended_to_path_and_pythonpath(self) -> None:
-        env = build_child_env({"PATH": "/venv/bin:/bin"}, {}, attempt_key="k", token="t", image_dir="/img")
-        assert env["PATH"] == "/img:/venv/bin:/bin"
-        assert env["PYTHONPATH"] == "/img"
-        env = build_child_env({"PATH": "/bin", "PYTHONPATH": "/lib"}, {}, attempt_key="k", token="t",
-                              image_dir="/img")
-        assert env["PYTHONPATH"] == "/img:/lib"
-
-    def test_gpu_ids_fill_cuda_visible_devices_only_when_not_given(self) -> None:
-        env = build_child_env({}, {}, attempt_key="k", token="t", gpu_ids=(0, 2))
-        assert env["CUDA_VISIBLE_DEVICES"] == "0,2"
-        env = build_child_env({}, {"CUDA_VISIBLE_DEVICES": "1"}, attempt_key="k", token="t", gpu_ids=(0,))
-        assert env["CUDA_VISIBLE_DEVICES"] == "1"
-
-
-    def test_env_builder_matches_build_child_env_in_bytes(self) -> None:
-        base = {"PATH": "/venv/bin:/bin", "HOME": "/h", "PYTHONPATH": "/lib"}
-        extra = {"AWS_BATCH_JOB_ID": "j", "HOME": "/job-home"}
-        options = {"attempt_key": "j#1", "token": "t", "image_dir": "/img", "gpu_ids": (1,)}
-        encoded, path = EnvBuilder(base).build(extra, **options)  # type: ignore[arg-type]
-        expected = build_child_env(base, extra, **options)  # type: ignore[arg-type]
-        assert {k.decode(): v.decode() for k, v in encoded.items()} == expected
-        assert path == "/img:/venv/bin:/bin"
+    def test_env_builder_overlays_bytes_on_the_base(self) -> None:
+        encoded = EnvBuilder({"PATH": "/bin", "LANG": "C"}).build({"PATH": "/img:/bin", "X": "1"})
+        assert encoded == {b"PATH": b"/img:/bin", b"LANG": b"C", b"X": b"1"}
 
     def test_env_builder_rejects_non_string_values(self) -> None:
         with pytest.raises(TypeError):
-            EnvBuilder({}).build({"N": 3}, attempt_key="k", token="t")  # type: ignore[dict-item]
+            EnvBuilder({}).build({"N": 3})  # type: ignore[dict-item]
+
+    def test_pss_is_read_from_smaps_rollup(self) -> None:
+        assert procfs.parse_smaps_pss("0-1 ---p [rollup]\nRss: 1708 kB\nPss:  328 kB\n") == 328 * 1024
+        with pytest.raises(ValueError):
+            procfs.parse_smaps_pss("Rss: 1 kB\n")
 
 
 class TestImages:

@@ -39,13 +39,14 @@ def read_strings(data: bytes, pos: int, count: int) -> tuple[list[bytes], int]:
 
 
 def test_launch_record_layout() -> None:
-    record = encode_launch(7, b"/w", b"/l.log", b"", [b"echo", b"hi there"], [b"A=1", b"B="], spare=b"/s/1")
+    record = encode_launch(7, b"/w", b"/l.log", b"", [b"echo", b"hi there"], [b"A=1", b"B="], spare=b"/s/1",
+                           cgroups=b"/cg/a/cgroup.procs\n/cg/b/cgroup.procs")
     (length,) = struct.unpack_from("<I", record)
     assert length == len(record) - 4
     assert record[4] == REQ_LAUNCH
     assert int.from_bytes(record[5:13], "little") == 7
-    paths, pos = read_strings(record, 13, 4)
-    assert paths == [b"/w", b"/l.log", b"/s/1", b""]
+    paths, pos = read_strings(record, 13, 5)
+    assert paths == [b"/w", b"/l.log", b"/s/1", b"/cg/a/cgroup.procs\n/cg/b/cgroup.procs", b""]
     (argc,) = struct.unpack_from("<I", record, pos)
     argv, pos = read_strings(record, pos + 4, argc)
     (envc,) = struct.unpack_from("<I", record, pos)
