@@ -121,7 +121,10 @@ class HttpReader:
         try:
             return list(batch.list_jobs(**request)["jobSummaryList"])[:limit]
         except ClientError as err:
-            raise SystemExit(f"error: {err.response.get('Error', {}).get('Message', err)}") from None
+            message = err.response.get("Error", {}).get("Message", str(err))
+            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+                raise EngineRefused(f"error: the engine at {self.base} refused the request: {message}") from None
+            raise SystemExit(f"error: {message}") from None
         except BotoCoreError as err:
             raise SystemExit(f"error: cannot reach the engine at {self.base}: {err}") from None
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 from chalicelib.pipeline.manifest import stage_output_uri
 from chalicelib.pipeline.model import Item, PipelineSpec, Stage
-from chalicelib.pipeline.objectstore import REFERENCE_MARKER, ObjectStore, is_published, join_uri, read_reference
+from chalicelib.pipeline.objectstore import REFERENCE_MARKER, ObjectStore, join_uri, published_origin
 
 DEFINITION_FIELDS = ("command", "image", "build", "resources", "environment")
-MAX_REFERENCE_HOPS = 64
 
 
 @dataclass(frozen=True)
@@ -111,19 +110,6 @@ def _reusable(
         elif (upstream, None) not in reused:
             return None
     return published_origin(objects, stage_output_uri(parent_prefix, stage.name, key))
-
-
-def published_origin(objects: Callable[[str], ObjectStore], prefix: str) -> str | None:
-    """The folder that really holds ``prefix``'s published output, following references; None if none."""
-    for _ in range(MAX_REFERENCE_HOPS):
-        store = objects(prefix)
-        if is_published(store, prefix):
-            return prefix
-        target = read_reference(store, prefix)
-        if target is None:
-            return None
-        prefix = target
-    return None
 
 
 def write_references(plan: ResumePlan, objects: Callable[[str], ObjectStore], new_prefix: str) -> None:

@@ -23,8 +23,8 @@ from chalicelib.pipeline.objectstore import (
     check_key,
     download_folder,
     is_published,
+    published_origin,
 )
-from chalicelib.pipeline.resume import published_origin
 
 StoreFactory = Callable[[str], ObjectStore]
 

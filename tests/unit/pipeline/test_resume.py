@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.pipeline.model import Item
-from chalicelib.pipeline.resume import plan_resume, published_origin, write_references
+from chalicelib.pipeline.objectstore import published_origin
+from chalicelib.pipeline.resume import plan_resume, write_references
 from chalicelib.pipeline.spec import build_spec
 from tests.unit.pipeline.memory_store import MemoryStore
 
