@@ -6,13 +6,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: demo test soak setup system-deps clean
+.PHONY: demo test soak setup system-deps browser clean
 
 system-deps:
 	@# mappy (minimap2) compiles from source and needs gcc and zlib headers.
 	@if ! dpkg -s zlib1g-dev >/dev/null 2>&1 || ! command -v gcc >/dev/null; then \
 		echo "installing build-essential and zlib1g-dev"; \
 		apt-get update -qq && apt-get install -y -qq build-essential zlib1g-dev >/dev/null; \
+	fi
+
+# The console's browser tests drive Debian's chromium through Playwright (never `playwright install`).
+# Installed here where apt can; where it cannot, those tests fail and print the command.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+		echo "installing chromium (for the console's browser tests)"; \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+			echo "could not install chromium; run: apt-get update && apt-get install -y chromium"; \
 	fi
 
 $(STAMP): pyproject.toml | system-deps
@@ -33,7 +42,7 @@ setup: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/python -m examples.genomics.demo
 
-test: setup
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q

@@ -47,6 +47,7 @@ def register(commands: Any) -> None:
     serve.add_argument("--region", default=None, help="AWS_REGION jobs see (default us-east-1)")
     serve.add_argument("--inbox", help="start a pipeline run for each manifest dropped into this folder")
     serve.add_argument("--spec", help="pipeline spec the --inbox runs use")
+    serve.add_argument("--specs", help="folder of pipeline specs the console (/console) offers to start")
     serve.set_defaults(handler=serve_command)
 
     jobs = commands.add_parser("jobs", help="list jobs of the embedded engine",
@@ -101,6 +102,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from chalicelib.console.mount import console_mounts
     from chalicelib.localbatch.engine import Engine
     from chalicelib.localbatch.rest import BatchHttpServer
     from chalicelib.localbatch.scheduling.capacity import HostCapacity
@@ -121,6 +123,9 @@ def serve_command(args: argparse.Namespace) -> int:
     problem = _serve_option_problem(args)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.specs and not os.path.isdir(args.specs):
+        print(f"error: --specs {args.specs}: not a folder", file=sys.stderr)
         return 2
     if args.inbox and not args.spec:
         print("error: --inbox needs --spec (the pipeline the dropped manifests run)", file=sys.stderr)
@@ -145,8 +150,9 @@ def serve_command(args: argparse.Namespace) -> int:
     except StoreError as err:
         print(f"error: --data-dir {args.data_dir}: {err}", file=sys.stderr)
         return 2
+    mounts, console = console_mounts(engine, args.specs)
     try:
-        server = BatchHttpServer(engine, args.host, args.port).start()
+        server = BatchHttpServer(engine, args.host, args.port, mounts=mounts).start()
     except OSError as err:
         engine.stop()
         print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
@@ -158,6 +164,7 @@ def serve_command(args: argparse.Namespace) -> int:
     print(f"conveyor engine serving the AWS Batch API on {server.url} (data: {engine.data_dir}; "
           f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs; launcher: {launcher_name(engine)}; "
           f"{_jobs_line(engine)})", flush=True)
+    print(f"console: {server.url}/console", flush=True)
     try:
         while not stop.wait(0.5) and not engine.failed.is_set():
             pass
@@ -167,6 +174,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if inbox_thread is not None:
         inbox_thread.join(timeout=5)
     server.stop()
+    console.close()
     engine.stop()
     if engine.failure is not None:  # the watchdog: never go on answering with a dead scheduler
         print(f"error: the engine failed: {engine.failure}", file=sys.stderr)

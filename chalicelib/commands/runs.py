@@ -58,6 +58,8 @@ def register_run_commands(commands: Any) -> None:
     run.add_argument("--run-id", help="run id (default <pipeline>-<time>-<hex>); reusing one resumes that run")
     run.add_argument("--array-limit", type=int, default=DEFAULT_ARRAY_LIMIT, help=argparse.SUPPRESS)
     run.add_argument("--dependency-limit", type=int, default=DEFAULT_DEPENDENCY_LIMIT, help=argparse.SUPPRESS)
+    run.add_argument("--console", action="store_true",
+                     help="serve the console for this run's engine on a loopback port and print its URL")
     _add_engine_args(run)
     run.set_defaults(handler=handle_run)
 
@@ -138,6 +140,7 @@ def handle_run(args: argparse.Namespace) -> int:
             runtime = _open_runtime(args)
         except FolderInUseError as err:
             return _folder_busy(err)
+        stop_console = _open_console(args, runtime, console) if args.console else None
         try:
             prefix = join_uri(to_uri(args.out), run_id) if args.out else runtime.run_prefix(run_id)
             request = RunRequest(
@@ -153,7 +156,27 @@ def handle_run(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         finally:
+            if stop_console is not None:
+                stop_console()
             runtime.close()
+
+
+def _open_console(args: argparse.Namespace, runtime: LocalRuntime, console: Console) -> Callable[[], None] | None:
+    """`run --console`: the console on a loopback port for the in-process engine (or the server's URL)."""
+    if runtime.engine is None:
+        console.print(f"console: {(runtime.endpoint_url or '').rstrip('/')}/console", highlight=False, soft_wrap=True)
+        return None
+    from chalicelib.console.mount import console_mounts
+    from chalicelib.localbatch.rest import BatchHttpServer
+
+    mounts, backend = console_mounts(runtime.engine, Path(args.spec).resolve().parent, runtime=runtime)
+    server = BatchHttpServer(runtime.engine, "127.0.0.1", 0, mounts=mounts).start()
+    console.print(f"console: {server.url}/console", highlight=False, soft_wrap=True)
+
+    def stop() -> None:
+        server.stop()
+        backend.close()
+    return stop
 
 
 def handle_rerun(args: argparse.Namespace) -> int:

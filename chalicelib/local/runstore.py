@@ -269,12 +269,15 @@ class SqliteRunStore:
                     ),
                 )
 
-    def list_item_results(self, run_id: str, stage: str | None = None) -> list[ItemResult]:
+    def list_item_results(self, run_id: str, stage: str | None = None, status: str | None = None) -> list[ItemResult]:
         sql = "SELECT * FROM items WHERE run_id=?"
         params: tuple[Any, ...] = (run_id,)
         if stage is not None:
             sql += " AND stage=?"
             params += (stage,)
+        if status is not None:  # e.g. the console's failures of a 10,000-item run, not every row
+            sql += " AND status=?"
+            params += (status,)
         rows = self._conn().execute(sql + " ORDER BY stage, idx", params).fetchall()
         return [
             ItemResult(

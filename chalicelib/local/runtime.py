@@ -57,6 +57,7 @@ class LocalRuntime:
     read_log: Callable[[str], str]
     follows_events: bool = True
     endpoint_url: str | None = None
+    engine: Any = None  # the in-process engine, when there is one (None over HTTP)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def run_prefix(self, run_id: str) -> str:
@@ -124,6 +125,7 @@ def open_with_engine(
         root, engine.client(), lambda job_id: str(engine.read_log(job_id)),
         array_limit=array_limit, dependency_limit=dependency_limit,
     )
+    runtime.engine = engine
     runtime._closers.append(engine.subscribe(runtime.tracker.handle))
     runtime._closers.append(runtime.store.close)
     return runtime

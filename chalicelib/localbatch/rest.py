@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -50,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "conveyor-localbatch"
     engine: Engine
     hosts: frozenset[str] = frozenset()
+    mounts: tuple[tuple[str, Callable[[BaseHTTPRequestHandler], None]], ...] = ()
 
     def __getattr__(self, name: str) -> Any:
         # Any other method (TRACE, made-up ones) meets the same rule and answer as unknown paths,
@@ -73,6 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         try:
             self._admit()
+            if self._mounted():
+                return
             status, payload, content_type = self._route()
         except BatchApiError as err:
             status, content_type = err.status, "application/json"
@@ -86,6 +90,13 @@ class _Handler(BaseHTTPRequestHandler):
                        "application/json", error=err.code)
             return
         self._send(status, payload, content_type)
+
+    def _mounted(self) -> bool:
+        """Hands the request to a handler mounted on its path (the console), which answers it itself."""
+        serve = next((serve for prefix, serve in self.mounts if self.path.startswith(prefix)), None)
+        if serve is not None:
+            serve(self)
+        return serve is not None
 
     def _send(self, status: int, payload: bytes, content_type: str, error: str | None = None,
               headers: dict[str, str] | None = None) -> None:
@@ -245,8 +256,10 @@ class _Server(ThreadingHTTPServer):
 class BatchHttpServer:
     """Serves an engine on host:port in background threads."""
 
-    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = type("Handler", (_Handler,), {"engine": engine})
+    def __init__(self, engine: Engine, host: str = "127.0.0.1", port: int = 0,
+                 mounts: dict[str, Callable[[BaseHTTPRequestHandler], None]] | None = None) -> None:
+        """``mounts``: path prefix -> a handler that answers those requests itself (e.g. the console)."""
+        handler = type("Handler", (_Handler,), {"engine": engine, "mounts": tuple((mounts or {}).items())})
         self.httpd = _Server((host, port), handler)
         handler.hosts = access.allowed_hosts(host, self.port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="localbatch-http", daemon=True)

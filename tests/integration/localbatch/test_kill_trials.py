@@ -79,12 +79,12 @@ def _marks(path: Path) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
 def test_random_kill_9s_lose_nothing_and_never_overlap_attempts(tmp_path: Path) -> None:
     data, marks = tmp_path / "data", tmp_path / "marks"
     marks.mkdir()
-    os.environ["M"] = str(marks)  # inherited by the engine, and by its jobs
+    os.environ["M"] = str(marks)  # the engine passes it to its jobs (serve --pass-env M); nothing else leaks
     rng = random.Random(int(os.environ.get("CONVEYOR_KILL_SEED", "11")))
     accepted: list[dict[str, Any]] = []
     try:
         for trial in range(TRIALS + 1):
-            serve = start_serve(data, "--vcpus", "4")
+            serve = start_serve(data, "--vcpus", "4", "--pass-env", "M")
             batch = boto_batch(serve.url)
             if trial == 0:
                 register(batch, "trial", ["sh", "-c", ATTEMPT], vcpus="0.25", memory="16")
