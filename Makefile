@@ -4,6 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 
 .PHONY: demo test soak setup system-deps browser clean
 
@@ -24,16 +25,23 @@ browser:
 	fi
 
 $(STAMP): pyproject.toml | system-deps
-	$(PY) -m venv $(VENV)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
 	@# compat: a plain path in a .pth instead of setuptools' editable finder, which `site` imports
 	@# in every interpreter start (every pipeline job's runner): 88 M -> 54 M instructions per start.
 	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
+# The demo needs only the engine, the CLI and the example's tools (the `demo` extra).
+$(DEMO_STAMP): pyproject.toml | system-deps
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+	$(BIN)/pip install -q -e '.[demo]'
+	touch $(DEMO_STAMP)
+
 setup: $(STAMP)
 
-demo: setup
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m examples.genomics.demo
 
 test: setup browser

@@ -15,11 +15,16 @@ from typing import Any
 from chalicelib.local.engine_reader import EngineReader, open_reader
 
 DEFAULT_PORT = 8000
+JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
 def register(commands: Any) -> None:
     """Adds the engine sub-commands to the `conveyor` parser."""
-    serve = commands.add_parser("serve", help="serve the embedded AWS Batch engine over HTTP")
+    serve = commands.add_parser(
+        "serve", help="serve the embedded AWS Batch engine over HTTP",
+        description="Starts the engine on --data-dir and serves the AWS Batch API (boto3, the aws CLI), "
+                    "/events and /logs. One engine owns a data folder; `conveyor run` and the read commands "
+                    "on that folder use this one.")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s; 0 picks one)")
     serve.add_argument("--data-dir", default=default_data_dir(), help="state folder (default %(default)s)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
@@ -45,15 +50,24 @@ def register(commands: Any) -> None:
     serve.add_argument("--specs", help="folder of pipeline specs the console (/console) offers to start")
     serve.set_defaults(handler=serve_command)
 
-    jobs = commands.add_parser("jobs", help="list jobs of the embedded engine")
+    jobs = commands.add_parser("jobs", help="list jobs of the embedded engine",
+                               description="Lists the engine's jobs, newest first (array children: "
+                                           "`conveyor logs JOB_ID:INDEX`, or `conveyor logs --run`).")
     _add_target(jobs)
-    jobs.add_argument("--status", help="only jobs in this status")
-    jobs.add_argument("--limit", type=int, default=50)
+    jobs.add_argument("--status", type=job_status, help=f"only jobs in this status ({', '.join(JOB_STATUSES)})")
+    jobs.add_argument("--limit", type=int, default=50, help="at most this many jobs (default %(default)s)")
+    jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
     jobs.set_defaults(handler=jobs_command)
 
-    logs = commands.add_parser("logs", help="print a job's log (stdout and stderr)")
+    logs = commands.add_parser("logs", help="print a job's log (stdout and stderr)",
+                               description="Prints the log of JOB_ID (an array child is JOB_ID:INDEX), or of a "
+                                           "run's items: --run RUN_ID [--stage STAGE] [--item KEY] (--run alone: "
+                                           "the failed items).")
     _add_target(logs)
-    logs.add_argument("job_id")
+    logs.add_argument("job_id", nargs="?", help="job id; an array job's children are JOB_ID:INDEX")
+    logs.add_argument("--run", help="the run whose item logs to print (instead of JOB_ID)")
+    logs.add_argument("--stage", help="with --run: only this stage")
+    logs.add_argument("--item", help="with --run: only this item (its key, as in the run summary, or index)")
     logs.add_argument("--attempt", type=int, help="attempt number, 1-based (default: the latest)")
     logs.add_argument("--aws", action="store_true",
                       help="read the job from AWS Batch and its log from CloudWatch Logs (/aws/batch/job) "
@@ -93,6 +107,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from chalicelib.localbatch.rest import BatchHttpServer
     from chalicelib.localbatch.scheduling.capacity import HostCapacity
     from chalicelib.localbatch.scheduling.scheduler import EngineOptions
+    from chalicelib.localbatch.storage.folder_lock import FolderInUseError
     from chalicelib.localbatch.storage.store import StoreError
 
     if not _is_loopback(args.host):
@@ -125,7 +140,10 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"error: {container}", file=sys.stderr)
         return 2
     try:
-        engine = Engine(args.data_dir, host=host, options=options, container=container).start()
+        engine = Engine(args.data_dir, host=host, options=options, container=container, owner="serve").start()
+    except FolderInUseError as err:
+        print(f"error: {err}. Stop it first, or give this engine its own --data-dir.", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"error: --data-dir {args.data_dir}: {err.strerror or err}", file=sys.stderr)
         return 2
@@ -139,11 +157,13 @@ def serve_command(args: argparse.Namespace) -> int:
         engine.stop()
         print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror}", file=sys.stderr)
         return 2
+    engine.folder_lock.advertise(server.url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     inbox_thread = _start_inbox(args, engine, server.url, stop) if args.inbox else None
     print(f"conveyor engine serving the AWS Batch API on {server.url} (data: {engine.data_dir}; "
-          f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs; {_jobs_line(engine)})", flush=True)
+          f"{host.vcpus:g} vCPUs, {host.memory_mib} MiB, {host.gpus} GPUs; launcher: {launcher_name(engine)}; "
+          f"{_jobs_line(engine)})", flush=True)
     print(f"console: {server.url}/console", flush=True)
     try:
         while not stop.wait(0.5) and not engine.failed.is_set():
@@ -160,6 +180,14 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"error: the engine failed: {engine.failure}", file=sys.stderr)
         return 70
     return 0
+
+
+def launcher_name(engine: Any) -> str:
+    """How the engine starts attempts, as the start line names it (the fast C spawner or not)."""
+    names = {"SpawnerExecutor": "C spawner", "ProcessExecutor": "Python subprocess (slower; no C compiler?)",
+             "DockerExecutor": "Docker"}
+    kind = type(engine.executor).__name__
+    return names.get(kind, kind)
 
 
 def _container_options(args: argparse.Namespace) -> Any:
@@ -216,16 +244,36 @@ def _start_inbox(args: argparse.Namespace, engine: Any, url: str, stop: threadin
     return thread
 
 
+def job_status(text: str) -> str:
+    """A Batch job status, any case; argparse reports anything else with the valid ones."""
+    status = text.strip().upper()
+    if status not in JOB_STATUSES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(JOB_STATUSES)}, got {text!r}")
+    return status
+
+
 def jobs_command(args: argparse.Namespace) -> int:
     reader = open_reader(args.endpoint_url, args.data_dir)
     rows = reader.jobs(args.status, args.limit)
-    print(f"{'JOB ID':<40} {'NAME':<28} {'STATUS':<10} REASON")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    # Columns as wide as their longest value: an id or name is never cut.
+    id_width = max([len("JOB ID"), *(len(job["jobId"]) for job in rows)])
+    name_width = max([len("NAME"), *(len(job["jobName"]) for job in rows)])
+    print(f"{'JOB ID':<{id_width}}  {'NAME':<{name_width}}  {'STATUS':<9}  REASON")
     for job in rows:
-        print(f"{job['jobId']:<40} {job['jobName'][:28]:<28} {job['status']:<10} {job.get('statusReason', '')}")
+        print(f"{job['jobId']:<{id_width}}  {job['jobName']:<{name_width}}  {job['status']:<9}  "
+              f"{job.get('statusReason', '')}".rstrip())
     return 0
 
 
 def logs_command(args: argparse.Namespace) -> int:
+    if bool(args.job_id) == bool(args.run):
+        print("error: give a JOB_ID or --run RUN_ID (one of the two)", file=sys.stderr)
+        return 2
+    if args.run:
+        return _run_logs(args)
     if args.aws:
         return _cloudwatch_logs(args.job_id, args.attempt)
     reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
@@ -234,6 +282,27 @@ def logs_command(args: argparse.Namespace) -> int:
     except LookupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_logs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chalicelib.commands.run_logs import RunLogError, find_item_jobs
+
+    try:
+        found = find_item_jobs(Path(args.data_dir), args.run, args.stage, args.item)
+    except RunLogError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
+    for entry in found:
+        print(f"==> stage {entry.stage}, item {entry.item!r}: {entry.status}, job {entry.job_id} <==", flush=True)
+        try:
+            sys.stdout.write(reader.log(entry.job_id, args.attempt))
+        except LookupError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from chalicelib.commands.items_check import missing_items_path
 from chalicelib.commands.plan_render import render_issues, render_plan, render_valid
 from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import PipelineError, SpecValidationError
@@ -42,6 +43,7 @@ def _register_validate_plan(commands: Any) -> None:
         description="Checks a pipeline spec (schema and semantic rules); prints every problem with its path.",
     )
     validate.add_argument("spec", help="pipeline spec file (YAML or JSON)")
+    validate.add_argument("--items", help="also list these items (folder, file:// or s3:// prefix, or manifest)")
     validate.set_defaults(handler=handle_validate)
 
     plan_cmd = commands.add_parser(
@@ -51,7 +53,7 @@ def _register_validate_plan(commands: Any) -> None:
     )
     plan_cmd.add_argument("spec", help="pipeline spec file (YAML or JSON)")
     plan_cmd.add_argument("--items", help="items folder, file:// or s3:// prefix, or manifest (overrides the spec)")
-    plan_cmd.add_argument("--run-id", default="run", help="run id used in job names (default: run)")
+    plan_cmd.add_argument("--run-id", help="run id used in job names (default: a placeholder, RUN_ID)")
     plan_cmd.add_argument("--array-limit", type=_positive, default=DEFAULT_ARRAY_LIMIT,
                           help=f"largest array job (default {DEFAULT_ARRAY_LIMIT}, AWS's limit)")
     plan_cmd.add_argument("--dependency-limit", type=_positive, default=DEFAULT_DEPENDENCY_LIMIT,
@@ -77,6 +79,18 @@ def handle_validate(args: argparse.Namespace) -> int:
         print(render_issues(err.issues))
         return 1
     print(render_valid(spec))
+    if args.items is None:
+        return 0
+    problem = missing_items_path(args.items)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    try:
+        items = discover(spec.items, args.items, store_factory=open_store)
+    except PipelineError as err:
+        print(f"error: items: {err}", file=sys.stderr)
+        return 1
+    print(f"items: {len(items)} ({', '.join(item.key for item in items[:5])}{', ...' if len(items) > 5 else ''})")
     return 0
 
 
@@ -86,12 +100,16 @@ def handle_plan(args: argparse.Namespace) -> int:
     except SpecValidationError as err:
         print(render_issues(err.issues))
         return 1
+    problem = missing_items_path(args.items)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     try:
         items = discover(spec.items, args.items, store_factory=open_store)
         planned = plan(
             spec,
             len(items),
-            run_id=args.run_id,
+            run_id=args.run_id or "RUN_ID",
             array_limit=args.array_limit,
             dependency_limit=args.dependency_limit,
         )

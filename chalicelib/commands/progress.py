@@ -68,6 +68,8 @@ class RunProgress:
             if stage.status.is_terminal:
                 done = stage.items
             status, text = stage.status.value.lower(), describe_counts(counts)
+            if set(counts) == {stage.status.value}:
+                text = ""  # "8/8 succeeded" says it; "succeeded 8" after it repeats it
             if stage.stage not in self._tasks:
                 self._tasks[stage.stage] = self._progress.add_task(
                     stage.stage, total=stage.items, status=status, counts=text

@@ -92,8 +92,9 @@ def print_summary(
             console.print(f"- run: {failure.get('reason') or 'failed'}", highlight=False, markup=False,
                           soft_wrap=True)
             continue
+        job = f" [job {failure['jobId']}]" if failure.get("jobId") else ""
         console.print(
-            f"- stage {failure['stage']}, item {describe_item(failure, keys, stages)}: "
+            f"- stage {failure['stage']}, item {describe_item(failure, keys, stages)}{job}: "
             f"{failure.get('reason') or 'failed'}"
             + (f" (exit code {failure['exitCode']})" if failure.get("exitCode") is not None else ""),
             highlight=False, markup=False, soft_wrap=True,
@@ -111,10 +112,13 @@ def print_summary(
     if run.failure_count > len(failures):
         console.print(f"- and {run.failure_count - len(failures)} more failure(s) (only the first are kept)",
                       highlight=False, soft_wrap=True)
+    if any(f.get("jobId") for f in roots):
+        console.print(f"full logs: conveyor logs --run {run.run_id} --stage STAGE --item ITEM",
+                      highlight=False, markup=False, soft_wrap=True)
 
 
 def describe_item(failure: dict[str, Any], keys: Sequence[str], stages: Sequence[StageRecord]) -> str:
-    index = int(failure.get("item", 0))
+    index = int(failure.get("item") or 0)
     is_join = any(s.stage == failure["stage"] and s.items == 1 for s in stages) and len(keys) != 1
     if is_join:
         return "(join)"

@@ -1,4 +1,4 @@
-"""Blueprint: REST routes (start run, list runs, describe run, re-run failed items), IAM-authorized."""
+"""Blueprint: REST routes (start run, list runs, describe run, re-run failed items, cancel), IAM-authorized."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from chalicelib.aws.composition import (
 )
 from chalicelib.pipeline import runs as service
 from chalicelib.pipeline.errors import PipelineError
+from chalicelib.pipeline.run_end import cancel_run
 
 blueprint = Blueprint(__name__)
 iam_auth = IAMAuthorizer()
@@ -75,3 +76,21 @@ def rerun(run_id: str) -> dict[str, Any]:
     except PipelineError as err:
         raise _errors(err) from err
     return {"runId": rt.starter().start_run(request)}
+
+
+@blueprint.route("/runs/{run_id}/cancel", methods=["POST"], authorizer=iam_auth)
+def cancel(run_id: str) -> dict[str, Any]:
+    """Cancels the run: its unfinished jobs are terminated (or cancelled before they start), it ends FAILED.
+
+    Body (optional): ``{"reason": "..."}``. The state machine then sees the jobs' ends and runs
+    its cleanup, which finds the run already ended. Repeating the call is harmless.
+    """
+    body = blueprint.current_request.json_body or {}
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+        raise BadRequestError("$.reason: expected a non-empty string")
+    outcome = cancel_run(runtime().ports(), run_id, (reason or "by the user (API)")[:1000])
+    if outcome.status is None:
+        raise NotFoundError(f"no run {run_id!r}")
+    return {"runId": run_id, "status": outcome.status.value, "stoppedJobs": outcome.terminated,
+            "alreadyEnded": not outcome.ended}

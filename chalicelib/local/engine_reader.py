@@ -35,9 +35,54 @@ def _refusal(base: str, err: urllib.error.HTTPError) -> EngineRefused:
 
 
 def open_reader(endpoint_url: str | None, data_dir: str) -> EngineReader:
-    if endpoint_url:
-        return HttpReader(endpoint_url)
+    """The given endpoint, else the engine that owns ``data_dir`` now, else its state read directly."""
+    url = endpoint_url or engine_url(Path(data_dir))
+    if url:
+        return HttpReader(url)
     return DirectReader(Path(data_dir))
+
+
+def served_endpoint(data_dir: Path) -> str | None:
+    """The URL of the `conveyor serve` that owns ``data_dir``, if one does.
+
+    Raises:
+        FolderInUseError: an engine that is not served (another `conveyor run`) owns it.
+    """
+    from chalicelib.localbatch.storage import folder_lock
+
+    holder = folder_lock.holder(data_dir)
+    if holder is None:
+        return None
+    if holder.get("owner") == "serve" and holder.get("url"):
+        return str(holder["url"])
+    raise folder_lock.FolderInUseError(Path(data_dir), holder)
+
+
+def engine_url(data_dir: Path) -> str | None:
+    """The URL of whatever engine owns ``data_dir`` now (served or a running `conveyor run`), if any."""
+    from chalicelib.localbatch.storage import folder_lock
+
+    holder = folder_lock.holder(data_dir)
+    return str(holder["url"]) if holder and holder.get("url") else None
+
+
+def local_batch_client(endpoint_url: str) -> Any:
+    """A boto3 Batch client for a local engine (`conveyor serve` or a running `conveyor run`).
+
+    The local engine does not check SigV4 signatures, but botocore refuses to sign without
+    credentials: placeholders are given when none are configured (this process only).
+    """
+    import os
+
+    import boto3  # type: ignore[import-untyped]
+
+    from chalicelib import aws_clients
+
+    if boto3.Session().get_credentials() is None:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "conveyor-local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "conveyor-local")
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    return aws_clients.client("batch", endpoint_url=endpoint_url, region=region)
 
 
 class HttpReader:
@@ -65,27 +110,23 @@ class HttpReader:
                              f"{getattr(err, 'reason', err)}") from None
 
     def jobs(self, status: str | None, limit: int) -> list[dict[str, Any]]:
-        body: dict[str, Any] = {"jobQueue": "default", "maxResults": limit}
-        if status:
-            body["jobStatus"] = status
-        else:
-            body["filters"] = [{"name": "AFTER_CREATED_AT", "values": ["0"]}]
-            body["maxResults"] = min(limit, 100)
-        from chalicelib.localbatch.access import signed_headers
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        data = json.dumps(body).encode()
-        url = self.base + "/v1/listjobs"
-        request = urllib.request.Request(url, data=data, method="POST", headers=signed_headers("POST", url, data))
+        batch = local_batch_client(self.base)
+        request: dict[str, Any] = {"jobQueue": "default", "maxResults": min(limit, 100)}
+        if status:
+            request["jobStatus"] = status
+        else:
+            request["filters"] = [{"name": "AFTER_CREATED_AT", "values": ["0"]}]
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read())["jobSummaryList"]  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as err:
-            if err.code == 403:
-                raise _refusal(self.base, err) from None
-            raise SystemExit(f"error: {json.loads(err.read() or b'{}').get('message', err)}") from None
-        except (urllib.error.URLError, OSError) as err:
-            raise SystemExit(f"error: cannot reach the engine at {self.base}: "
-                             f"{getattr(err, 'reason', err)}") from None
+            return list(batch.list_jobs(**request)["jobSummaryList"])[:limit]
+        except ClientError as err:
+            message = err.response.get("Error", {}).get("Message", str(err))
+            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+                raise EngineRefused(f"error: the engine at {self.base} refused the request: {message}") from None
+            raise SystemExit(f"error: {message}") from None
+        except BotoCoreError as err:
+            raise SystemExit(f"error: cannot reach the engine at {self.base}: {err}") from None
 
     def log(self, job_id: str, attempt: int | None) -> str:
         query = f"?attempt={attempt}" if attempt else ""
@@ -131,6 +172,10 @@ class DirectReader:
         row = self.db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise LookupError(f"job {job_id!r} does not exist")
+        size = self._array_size(job_id)
+        if size:
+            raise LookupError(f"{job_id} is an array job; its logs are its children's: "
+                              f"{job_id}:0 to {job_id}:{size - 1}")
         state = json.loads(row[0])
         streams = [a["container"].get("logStreamName") for a in state.get("attempts", [])]
         if state.get("log_stream") and state["log_stream"] not in streams:
@@ -142,6 +187,14 @@ class DirectReader:
         stream = streams[-1] if attempt is None else streams[attempt - 1]
         path = self.data_dir / "logs" / (stream or "")
         return path.read_text(errors="replace") if path.is_file() else ""
+
+    def _array_size(self, job_id: str) -> int:
+        if ":" in job_id:
+            return 0
+        row = self.db.execute("SELECT body FROM submissions WHERE job_id = ?", (job_id,)).fetchone()
+        body = json.loads(row[0]) if row else {}
+        size = body.get("array_size") if isinstance(body, dict) else None
+        return int(size) if size else 0
 
     def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]:
         from chalicelib.localbatch import wire

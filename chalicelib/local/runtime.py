@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ class LocalRuntime:
     starter: LocalRunStarter
     read_log: Callable[[str], str]
     follows_events: bool = True
+    endpoint_url: str | None = None
     engine: Any = None  # the in-process engine, when there is one (None over HTTP)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -138,17 +138,56 @@ def open_in_process(
     dependency_limit: int = DEFAULT_DEPENDENCY_LIMIT,
     host: Any = None,
 ) -> LocalRuntime:
-    """Starts the embedded engine on ``data_dir`` and wires a runtime to it."""
-    from chalicelib.localbatch.engine import Engine
+    """Starts the embedded engine on ``data_dir`` and wires a runtime to it.
 
-    engine = Engine(data_dir, host=host).start()
+    The engine is also served on a loopback port for as long as this runtime lives, and the
+    folder's lock names that URL: `conveyor cancel` and the read commands of another terminal
+    reach this engine through it.
+
+    Raises:
+        FolderInUseError: another engine owns ``data_dir``.
+    """
+    from chalicelib.localbatch.engine import Engine
+    from chalicelib.localbatch.rest import BatchHttpServer
+
+    engine = Engine(data_dir, host=host, owner="run").start()
     try:
-        runtime = open_with_engine(engine, data_dir, array_limit=array_limit, dependency_limit=dependency_limit)
+        server = BatchHttpServer(engine, "127.0.0.1", 0).start()
     except BaseException:
         engine.stop()
         raise
+    try:
+        engine.folder_lock.advertise(server.url)
+        runtime = open_with_engine(engine, data_dir, array_limit=array_limit, dependency_limit=dependency_limit)
+    except BaseException:
+        server.stop()
+        engine.stop()
+        raise
+    runtime.endpoint_url = server.url
     runtime._closers.insert(0, engine.stop)
+    runtime._closers.insert(1, server.stop)
     return runtime
+
+
+def open_local(
+    data_dir: Path,
+    endpoint_url: str | None = None,
+    *,
+    array_limit: int = DEFAULT_ARRAY_LIMIT,
+    dependency_limit: int = DEFAULT_DEPENDENCY_LIMIT,
+) -> LocalRuntime:
+    """The runtime `conveyor run` uses: the given endpoint, else the engine serving the folder, else its own.
+
+    Raises:
+        FolderInUseError: another `conveyor run` owns ``data_dir`` (its engine stops with it).
+    """
+    from chalicelib.local.engine_reader import served_endpoint
+
+    limits = {"array_limit": array_limit, "dependency_limit": dependency_limit}
+    url = endpoint_url or served_endpoint(data_dir)
+    if url:
+        return open_remote(url, data_dir, **limits)
+    return open_in_process(data_dir, **limits)
 
 
 def open_remote(
@@ -159,23 +198,15 @@ def open_remote(
     dependency_limit: int = DEFAULT_DEPENDENCY_LIMIT,
 ) -> LocalRuntime:
     """Runtime against a running `conveyor serve` (boto3 + its HTTP event feed)."""
-    import boto3  # type: ignore[import-untyped]
-
-    from chalicelib import aws_clients as aws
-    from chalicelib.local.engine_reader import HttpReader
+    from chalicelib.local.engine_reader import HttpReader, local_batch_client
 
     reader = HttpReader(endpoint_url)
-    if boto3.Session().get_credentials() is None:
-        # The local engine does not check SigV4 signatures, but botocore refuses to sign
-        # without credentials: give it placeholders (only for this loopback endpoint's process).
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "conveyor-local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "conveyor-local")
-    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
-    batch = aws.client("batch", endpoint_url=endpoint_url, region=region)
+    batch = local_batch_client(endpoint_url)
     runtime = _wire(
         data_dir, batch, lambda job_id: reader.log(job_id, None),
         array_limit=array_limit, dependency_limit=dependency_limit,
     )
+    runtime.endpoint_url = endpoint_url
     stop = threading.Event()
     thread = threading.Thread(
         target=_follow_feed, args=(reader, runtime, stop), name="conveyor-event-feed", daemon=True

@@ -35,6 +35,7 @@ from chalicelib.localbatch.scheduling.capacity import HostCapacity
 from chalicelib.localbatch.scheduling.loader import load_state
 from chalicelib.localbatch.scheduling.scheduler import EngineOptions, Scheduler
 from chalicelib.localbatch.sqs.service import SqsService
+from chalicelib.localbatch.storage import folder_lock
 from chalicelib.localbatch.storage.store import Store
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,21 @@ class Engine:
 
     def __init__(self, data_dir: str | Path, *, host: HostCapacity | None = None,
                  options: EngineOptions | None = None, executor: Any = None,
-                 clock: Clock | None = None, container: ContainerOptions | None = None) -> None:
+                 clock: Clock | None = None, container: ContainerOptions | None = None,
+                 owner: str = "run") -> None:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Raises FolderInUseError when another engine runs on this folder: it would kill
+        # that engine's attempts as orphans (see folder_lock).
+        self.folder_lock = folder_lock.acquire(self.data_dir, owner)
+        try:
+            self._open(host, options, executor, clock, container)
+        except BaseException:
+            self.folder_lock.release()
+            raise
+
+    def _open(self, host: HostCapacity | None, options: EngineOptions | None, executor: Any,
+              clock: Clock | None, container: ContainerOptions | None) -> None:
         self.host = host or HostCapacity.detect()
         self.store = Store(self.data_dir / "state.sqlite3")
         self.token = self._engine_token()
@@ -185,6 +198,7 @@ class Engine:
             self.endpoints.close()
         self.sqs.close()
         self.store.close()
+        self.folder_lock.release()
 
     def _guarded(self, target: Callable[[], None], name: str) -> None:
         """Runs one of the engine's loops; if it ends before stop(), the engine is declared failed."""
@@ -416,6 +430,9 @@ class Engine:
             job = self.scheduler.jobs.get(job_id)
             if job is None:
                 raise ClientException(f"jobId: job {job_id!r} does not exist")
+            if job.is_parent:
+                raise ClientException(f"jobId: {job_id} is an array job; its logs are its children's: "
+                                      f"{job_id}:0 to {job_id}:{int(job.sub.array_size or 1) - 1}")
             streams = [a["container"].get("logStreamName") for a in job.attempts]
             if job.log_stream and job.log_stream not in streams:
                 streams.append(job.log_stream)

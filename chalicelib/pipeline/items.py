@@ -137,7 +137,10 @@ def list_items(store: ObjectStore, prefix: str, pattern: str, group: str | None)
         if matcher.fullmatch(rel.rsplit("/", 1)[-1] if by_name else rel):
             matched.append((rel, uri))
     if not matched:
-        raise ItemsError(f"no files under {prefix} match {pattern!r}")
+        if not uris:
+            raise ItemsError(f"nothing under {prefix}: the folder does not exist or holds no files")
+        examples = ", ".join(relative_key(prefix, uri) for uri in list(uris)[:3])
+        raise ItemsError(f"no files under {prefix} match {pattern!r} ({len(uris)} file(s) there, e.g. {examples})")
     if group is None:
         return _checked([Item(_strip_extensions(rel), (uri,)) for rel, uri in matched], prefix)
     return _checked(_group(matched, group), prefix)

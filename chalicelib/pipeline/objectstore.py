@@ -17,6 +17,7 @@ temporary name and renames it into place, so readers never see half of it.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
@@ -24,6 +25,9 @@ from urllib.parse import unquote, urlparse
 from chalicelib.pipeline.errors import ObjectStoreError, PathEscapeError
 
 SUCCESS_MARKER = "_SUCCESS"
+# A folder a rerun did not recompute holds only this: the URI of the earlier run's published folder.
+REFERENCE_MARKER = "_REF"
+MAX_REFERENCE_HOPS = 64  # a rerun of a rerun ... refers at most this deep (and a loop ends)
 # The stores have a method named ``list``; this alias keeps annotations unambiguous.
 UriList = list[str]
 
@@ -148,6 +152,27 @@ def has_dot_segments(uri: str) -> bool:
 def is_published(store: ObjectStore, prefix: str) -> bool:
     """Whether a folder was published completely (its ``_SUCCESS`` marker exists)."""
     return store.exists(join_uri(prefix, SUCCESS_MARKER))
+
+
+def read_reference(store: ObjectStore, prefix: str) -> str | None:
+    """The published folder ``prefix`` refers to (a rerun's reused output), or None when it holds none."""
+    uri = join_uri(prefix, REFERENCE_MARKER)
+    if not store.exists(uri):
+        return None
+    return store.get_bytes(uri).decode("utf-8").strip() or None
+
+
+def published_origin(objects: Callable[[str], ObjectStore], prefix: str) -> str | None:
+    """The folder that really holds ``prefix``'s published output, following references; None if none."""
+    for _ in range(MAX_REFERENCE_HOPS):
+        store = objects(prefix)
+        if is_published(store, prefix):
+            return prefix
+        target = read_reference(store, prefix)
+        if target is None:
+            return None
+        prefix = target
+    return None
 
 
 def download_folder(store: ObjectStore, prefix: str, local_dir: Path) -> list[Path]:

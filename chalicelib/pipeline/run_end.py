@@ -19,14 +19,14 @@ locally the in-memory publisher that appends each envelope to ``pipeline-events.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.events import run_event
 from chalicelib.pipeline.model import PipelineSpec
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunStore
-from chalicelib.pipeline.records import RunRecord, RunStatus, StageStatus
+from chalicelib.pipeline.records import TERMINAL_BATCH_STATUSES, RunRecord, RunStatus, StageStatus
 from chalicelib.pipeline.runcontext import RunContext
 from chalicelib.pipeline.submitter import terminate_run
 
@@ -249,8 +249,39 @@ def end_run(
 
 
 def cancel_run(ports: RunEndPorts, run_id: str, reason: str = "") -> RunEnd:
-    """A user's cancel: ends the run FAILED with ``cancelled: <reason>`` (what Ctrl-C, CLI and API call)."""
-    return end_run(ports, run_id, reason=f"cancelled: {reason}" if reason else "cancelled")
+    """A user's cancel: ends the run FAILED with ``cancelled: <reason>`` (what Ctrl-C, CLI and API call).
+
+    Stages that never got a job (joins the tracker will not submit for an ended run) end
+    FAILED too, so the run's view shows nothing still waiting. Safe to repeat: a job submitted
+    while an earlier cancel ran is terminated by the next call.
+    """
+    ended = end_run(ports, run_id, reason=f"cancelled: {reason}" if reason else "cancelled")
+    if ended.status is not None:
+        end_unsubmitted_stages(ports, run_id)
+    return ended
+
+
+def end_unsubmitted_stages(ports: RunEndPorts, run_id: str) -> list[str]:
+    """Ends FAILED the stages of an ended run that never got a job; returns their names."""
+    submitted = {job.stage for job in ports.store.list_jobs(run_id)}
+    ended: list[str] = []
+    for record in ports.store.list_stages(run_id):
+        if record.status.is_terminal or record.stage in submitted:
+            continue
+        ports.store.put_stage(replace(record, status=StageStatus.FAILED, ended_at=ports.clock()))
+        ended.append(record.stage)
+    return ended
+
+
+def unfinished_jobs(ports: RunEndPorts, run_id: str) -> list[str]:
+    """Ids of the run's recorded jobs that Batch itself does not report ended (DescribeJobs, not the record)."""
+    pending = [j.job_id for j in ports.store.list_jobs(run_id) if j.status not in TERMINAL_BATCH_STATUSES]
+    alive: list[str] = []
+    for start in range(0, len(pending), 100):  # DescribeJobs takes at most 100 ids
+        for job in ports.batch.describe_jobs(jobs=pending[start : start + 100]).get("jobs", []):
+            if job.get("status") not in TERMINAL_BATCH_STATUSES:
+                alive.append(str(job["jobId"]))
+    return alive
 
 
 def finish_run(ports: RunEndPorts, run_id: str) -> RunRecord:

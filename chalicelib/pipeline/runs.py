@@ -16,13 +16,14 @@ from typing import Any
 
 from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.items import discover
-from chalicelib.pipeline.manifest import read_manifest, to_manifest_bytes, write_manifest
+from chalicelib.pipeline.manifest import read_manifest, write_manifest
 from chalicelib.pipeline.model import Plan, PlannedJob
 from chalicelib.pipeline.objectstore import ObjectStore, join_uri
 from chalicelib.pipeline.payloads import SubmitContext
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT, plan
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunRequest, RunStore
 from chalicelib.pipeline.records import ItemResult, RunRecord, RunStatus, StageRecord, StageStatus
+from chalicelib.pipeline.resume import ResumePlan, plan_resume, write_references
 from chalicelib.pipeline.run_end import publish_run_state
 from chalicelib.pipeline.runcontext import from_record, to_snapshot
 from chalicelib.pipeline.spec import validated_spec
@@ -168,38 +169,54 @@ def describe_run(store: RunStore, run_id: str) -> RunView:
     return RunView(run=run, stages=store.list_stages(run_id), items=store.list_item_results(run_id))
 
 
-def failed_item_indexes(store: RunStore, run: RunRecord) -> list[int]:
-    """Items that failed in any foreach stage; every item when only a join failed."""
-    ctx = from_record(run)
-    failed = {
-        r.index for r in store.list_item_results(run.run_id)
-        if r.status == "FAILED" and ctx.plan.stage(r.stage).foreach
-    }
-    if not failed and run.status is RunStatus.FAILED:
-        return list(range(run.items))
-    return sorted(failed)
+def rerun_request(
+    ports: RunPorts, run_id: str, *, new_run_id: str, prefix: str | None = None,
+    document: dict[str, Any] | None = None, base_dir: str | None = None,
+) -> RunRequest:
+    """A request for a rerun of ``run_id`` that completes it (see ``prepare_rerun``)."""
+    return prepare_rerun(ports, run_id, new_run_id=new_run_id, prefix=prefix, document=document,
+                         base_dir=base_dir)[0]
 
 
-def rerun_request(ports: RunPorts, run_id: str, *, new_run_id: str, prefix: str | None = None) -> RunRequest:
-    """A request for a new run of the same spec over the failed items of ``run_id``.
+def prepare_rerun(
+    ports: RunPorts, run_id: str, *, new_run_id: str, prefix: str | None = None,
+    document: dict[str, Any] | None = None, base_dir: str | None = None,
+) -> tuple[RunRequest, ResumePlan]:
+    """A new run over every item of ``run_id`` that reuses its published outputs, and what it reuses.
 
-    The failed items are written as a manifest into the new run's prefix.
+    ``document`` is the spec to run (default: the earlier run's); a stage whose definition
+    differs from the earlier run's runs again for every item. The references to reused outputs
+    are written into the new run's prefix here, before anything is submitted.
 
     Raises:
-        RunNotFoundError: unknown run. PipelineError: the run has not failed or no failed item.
+        RunNotFoundError: unknown run. PipelineError: the run has not ended, or nothing would run.
+        SpecValidationError: ``document`` is not a valid spec.
     """
     run = ports.store.get_run(run_id)
     if run is None:
         raise RunNotFoundError(f"no run {run_id!r}")
-    if run.status is not RunStatus.FAILED:
-        raise PipelineError(f"run {run_id} is {run.status.value}; only a FAILED run has failed items to re-run")
-    indexes = failed_item_indexes(ports.store, run)
+    if not run.status.is_terminal:
+        raise PipelineError(f"run {run_id} is {run.status.value}; wait for it to end (or cancel it) before a rerun")
     ctx = from_record(run)
+    spec_document = document if document is not None else ctx.document
+    spec_base = base_dir if base_dir is not None else run.spec.get("base_dir", "")
+    if document is not None:
+        spec = validated_spec(spec_document, Path(spec_base) if spec_base else None)
+    else:
+        spec = ctx.spec
     items = read_manifest(ports.objects(run.prefix), ctx.manifest)
     new_prefix = prefix or join_uri(run.prefix.rstrip("/").rsplit("/", 1)[0], new_run_id)
-    uri = join_uri(new_prefix, "rerun-items.json")
-    ports.objects(new_prefix).put_bytes(uri, to_manifest_bytes([items[i] for i in indexes]))
-    return RunRequest(
-        run_id=new_run_id, spec=ctx.document, items_source=uri, prefix=new_prefix,
-        source=f"rerun:{run_id}", parent_run_id=run_id, base_dir=run.spec.get("base_dir", ""),
+    order = plan(spec, len(items), run_id=new_run_id, array_limit=ports.array_limit,
+                 dependency_limit=ports.dependency_limit).stage_order
+    resume = plan_resume(
+        parent_run_id=run_id, parent_prefix=run.prefix, parent_spec=ctx.spec, spec=spec, stage_order=order,
+        items=items, new_prefix=new_prefix, objects=ports.objects,
     )
+    if not resume.reruns_anything:
+        raise PipelineError(f"nothing to re-run: every output of run {run_id} is published and up to date")
+    write_references(resume, ports.objects, new_prefix)
+    request = RunRequest(
+        run_id=new_run_id, spec=spec_document, items_source=ctx.manifest, prefix=new_prefix,
+        source=f"rerun:{run_id}", parent_run_id=run_id, base_dir=spec_base,
+    )
+    return request, resume

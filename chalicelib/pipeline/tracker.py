@@ -274,6 +274,9 @@ class Tracker:
         decision: JoinPlan = plan_deferred(ctx, jobs, stages, self._store)
         for stage, reason in decision.skipped.items():
             self._skip_stage(ctx, stage, reason, outcome)
+        run = self._store.get_run(ctx.run.run_id)
+        if run is not None and run.status.is_terminal:
+            return bool(decision.skipped)  # a cancelled run submits nothing more
         now = self._clock()
         ready: list[PlannedJob] = [
             # ListJobs, the submitter's duplicate check, is eventually consistent on AWS: two

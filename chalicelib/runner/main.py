@@ -28,6 +28,7 @@ from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import PipelineError, RunnerError
 from chalicelib.pipeline.invocation import parse_runner_argv
 from chalicelib.pipeline.manifest import read_item, read_manifest, stage_output_uri
+from chalicelib.pipeline.objectstore import read_reference
 from chalicelib.pipeline.placeholders import BUILTIN, find_placeholders, substitute
 from chalicelib.runner import tool_process
 from chalicelib.runner.staging import Stager
@@ -88,8 +89,14 @@ def _run(
     stager = Stager(args.run_prefix, scratch, store_factory=store_factory)
     items, label = _load_items(args, env, stager)
     # Refuse names that would publish outside the run prefix before the tool runs.
-    stage_output_uri(args.run_prefix, args.stage, None if args.join else items[0].key)
+    own = stage_output_uri(args.run_prefix, args.stage, None if args.join else items[0].key)
     _log(f"stage {args.stage} {label} attempt {env.get('AWS_BATCH_JOB_ATTEMPT', '1')}")
+    if read_reference(stager.run_store, own) is not None:
+        origin = stager.reused_origin(own)
+        if origin is not None:
+            # A rerun reuses this output (see pipeline/resume.py): nothing to compute.
+            _log(f"reused {origin} (published by an earlier run); the tool does not run")
+            return 0
     values: dict[str, list[str]] = {"item": stager.stage_items(items, join=args.join)}
     out_dir = scratch / "out"
     out_dir.mkdir()

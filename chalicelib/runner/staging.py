@@ -23,6 +23,7 @@ from chalicelib.pipeline.objectstore import (
     check_key,
     download_folder,
     is_published,
+    published_origin,
 )
 
 StoreFactory = Callable[[str], ObjectStore]
@@ -108,11 +109,20 @@ class Stager:
         ]
 
     def _fetch(self, prefix: str, local: Path, stage: str, key: str | None) -> str:
-        if not is_published(self.run_store, prefix):
-            which = f" for item {key!r}" if key is not None else ""
-            raise RunnerError(f"output of upstream stage {stage!r}{which} is not published ({prefix})")
-        download_folder(self.run_store, prefix, local)
+        store = self.run_store
+        if not is_published(store, prefix):
+            # A rerun's reused output: the folder names the earlier run's published one.
+            origin = self.reused_origin(prefix)
+            if origin is None:
+                which = f" for item {key!r}" if key is not None else ""
+                raise RunnerError(f"output of upstream stage {stage!r}{which} is not published ({prefix})")
+            prefix, store = origin, self.reader(origin)
+        download_folder(store, prefix, local)
         return str(local)
+
+    def reused_origin(self, prefix: str) -> str | None:
+        """The earlier run's published folder that ``prefix`` refers to (a rerun reused it), if any."""
+        return published_origin(self.reader, prefix)
 
     def publish(self, out_dir: Path, stage: str, key: str | None) -> tuple[str, int]:
         """Publishes ``out_dir`` as the stage's output (per item, or the join's); returns (URI, file count)."""

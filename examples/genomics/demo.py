@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from chalicelib import cli
+from chalicelib.commands.engine import default_data_dir
 from chalicelib.pipeline.runs import epoch_ms, new_run_id
 from examples.genomics.simulate import ITEMS_MANIFEST, SimulationConfig, simulate
 
@@ -75,7 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--malformed", action="append", default=[], metavar="SAMPLE",
                         help="truncate this sample's R2 FASTQ (e.g. S03) to see a failed chain")
     parser.add_argument("--data-root", type=Path, default=HERE / "data", help="where data sets are kept")
-    parser.add_argument("--data-dir", type=Path, default=HERE / "output" / "conveyor-data",
+    # The CLI's own default, so `conveyor runs`, `run-status` and `rerun` from the same folder see the demo's run.
+    parser.add_argument("--data-dir", type=Path, default=Path(default_data_dir()),
                         help="engine state, logs and run outputs")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bars")
     return parser.parse_args(argv)

@@ -55,13 +55,15 @@ def test_failed_run_exits_1_with_item_reason_and_log_tail_then_rerun_takes_faile
                  "--run-id", "bad1", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "stage a, item 's1': Essential container in task exited (exit code 3)" in out
+    assert "stage a, item 's1' [job " in out
+    assert ":1]: Essential container in task exited (exit code 3)" in out
+    assert "full logs: conveyor logs --run bad1 --stage STAGE --item ITEM" in out
     assert "failing on purpose for s1" in out  # the tail of the item's log
     # Nothing tolerates a's failure: the run ends with it, as the failed wait ends it on AWS.
     assert "- run: StageFailed: stage a: 1 of 3 items failed (first: item 1: Essential container" in out
     assert main(["rerun", "bad1", "--failed", "--data-dir", str(data), "--no-progress"]) == 1
     out = capsys.readouterr().out
-    assert "re-running the failed items of bad1" in out
+    assert "rerun of bad1 as" in out and "stage a: 1 item(s) run again (s1), 2 reused" in out
     assert main(["runs", "--data-dir", str(data)]) == 0
     runs = capsys.readouterr().out
     assert runs.count("cli-") == 1  # the re-run got a fresh id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chalicelib.pipeline.runs import rerun_request
+from chalicelib.pipeline.runs import prepare_rerun
 from tests.e2e.pipeline_harness import (
     STAGE,
     describe,
@@ -55,21 +55,61 @@ def test_deferred_join_runs_on_the_items_that_succeeded_and_the_run_reports_the_
         assert (output(runtime, "tolerant1", "a", "s0") / "_SUCCESS").exists()
 
 
-def test_rerun_of_failed_items_starts_a_run_over_them_only(tmp_path: Path) -> None:
-    items = make_items(tmp_path / "items", ["s0.txt", "s1.txt", "s2.txt"])
-    with local_runtime(tmp_path / "data") as (_, runtime):
-        first = run_to_end(runtime, request_for(runtime, DEFERRED_JOIN, items, "first", tmp_path))
-        assert first.status.value == "FAILED"
-        request = rerun_request(runtime.ports, "first", new_run_id="second")
-        # Fix the cause (the spec now fails no item) by editing the stored document's command.
-        spec = json.loads(json.dumps(request.spec))
-        spec["stages"][0]["command"] = [a for a in spec["stages"][0]["command"] if a not in ("--fail-key", "s1")]
-        from dataclasses import replace
+BAD_INPUT = ("""name: resumable
+stages:
+  - name: a
+""" + STAGE + """    command: [python, -m, tool, copy, --key, "{key}", --fail-on-text, BROKEN, --out, "{out}", "{item}"]
+    foreach: item
+  - name: b
+""" + STAGE + """    command: [python, -m, tool, copy, --key, "{key}", --out, "{out}", "{a}"]
+    foreach: item
+    after: [a]
+  - name: c
+""" + STAGE + """    command: [python, -m, tool, gather, --out, "{out}", "{b}"]
+    after: [b]
+    allow_failed_items: true
+""")
 
-        second = run_to_end(runtime, replace(request, spec=spec))
+
+def test_rerun_after_repairing_an_item_reuses_the_others_and_its_join_sees_every_item(tmp_path: Path) -> None:
+    items = make_items(tmp_path / "items", ["s0.txt", "s1.txt", "s2.txt"])
+    (items / "s1.txt").write_text("BROKEN\n")
+    with local_runtime(tmp_path / "data") as (_, runtime):
+        first = run_to_end(runtime, request_for(runtime, BAD_INPUT, items, "first", tmp_path))
+        assert first.status.value == "FAILED"
+        assert output(runtime, "first", "c", "all.txt").read_text().splitlines() == ["s0:s0.txt", "s2:s2.txt"]
+        (items / "s1.txt").write_text("repaired\n")
+        request, resume = prepare_rerun(runtime.ports, "first", new_run_id="second")
+        assert resume.lines() == [
+            "stage a: 1 item(s) run again (s1), 2 reused",
+            "stage b: 1 item(s) run again (s1), 2 reused",
+            "stage c: runs again",
+        ]
+        second = run_to_end(runtime, request)
         assert second.status.value == "SUCCEEDED", second.failures
-        assert second.items == 1 and second.parent_run_id == "first"
-        assert output(runtime, "second", "c", "all.txt").read_text().splitlines() == ["s1:s1.txt"]
+        assert second.items == 3 and second.parent_run_id == "first"
+        # The join reads every item: the two reused through references, the repaired one recomputed.
+        assert output(runtime, "second", "c", "all.txt").read_text().splitlines() == [
+            "s0:s0.txt", "s1:s1.txt", "s2:s2.txt"]
+        reused = output(runtime, "second", "a", "s0")
+        assert (reused / "_REF").read_text() == (runtime.data_dir / "runs" / "first" / "a" / "s0").as_uri()
+        assert not (reused / "_SUCCESS").exists()  # referenced, not copied or recomputed
+        assert (output(runtime, "second", "a", "s1") / "_SUCCESS").exists()
+        job = next(r for r in runtime.store.list_item_results("second", "a") if r.index == 0)
+        assert "the tool does not run" in runtime.read_log(job.job_id)
+
+        # A rerun of the rerun follows the references to where the outputs really are.
+        spec = json.loads(json.dumps(request.spec))
+        spec["stages"][1]["command"] = [*spec["stages"][1]["command"][:-1], "--key", "{key}", "{a}"]
+        _, again = prepare_rerun(runtime.ports, "second", new_run_id="third", document=spec,
+                                 base_dir=str(tmp_path))
+        assert again.lines() == [
+            "stage a: 0 item(s) run again, 3 reused",
+            "stage b: 3 item(s) run again (s0, s1, s2), 0 reused (its definition changed: command)",
+            "stage c: runs again",
+        ]
+        assert again.references[f"{request.prefix}/a/s0".replace("second", "third")] == \
+            (runtime.data_dir / "runs" / "first" / "a" / "s0").as_uri()
 
 
 RETRY = ("""name: retry

@@ -215,3 +215,50 @@ def test_a_blocked_queue_waiting_for_capacity_does_not_fail_the_stage(env) -> No
     }
     assert client.lambda_.invoke("tracker", event).payload == {"failed": []}
     assert harness.rt.store.put_task_token("run-capacity", "qc", "token-qc").completed is False
+
+
+@pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")
+def test_api_cancel_terminates_the_run_jobs_and_ends_it_failed(env) -> None:
+    harness, batch, client = env
+    _planned_and_submitted(harness, "run-cancel")
+    submitted = {j.job_id for j in harness.rt.store.list_jobs("run-cancel")}
+    answer = client.http.post("/runs/run-cancel/cancel", headers={"content-type": "application/json"},
+                              body=json.dumps({"reason": "wrong reference"}))
+    assert answer.status_code == 200, answer.body
+    assert answer.json_body["status"] == "FAILED" and set(answer.json_body["stoppedJobs"]) == submitted
+    assert {job_id for job_id, _ in batch.terminated} == submitted
+    assert {reason for _, reason in batch.terminated} == {"cancelled: wrong reference"}
+    run = harness.rt.store.get_run("run-cancel")
+    assert run.failures[-1]["reason"] == "cancelled: wrong reference"
+    assert any(e["detail"].get("status") == "FAILED" for e in harness.bus_events(1))
+    again = client.http.post("/runs/run-cancel/cancel")
+    assert again.status_code == 200 and again.json_body["alreadyEnded"] is True
+    assert harness.rt.store.get_run("run-cancel").failures == run.failures
+    assert client.http.post("/runs/nope/cancel").status_code == 404
+    bad = client.http.post("/runs/run-cancel/cancel", headers={"content-type": "application/json"},
+                           body=json.dumps({"reason": 3}))
+    assert bad.status_code == 400 and "$.reason" in bad.json_body["Message"]
+
+
+@pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")
+def test_api_rerun_reuses_published_outputs_by_reference_in_s3(env) -> None:
+    harness, _, client = env
+    _planned_and_submitted(harness, "run-old", items=2)
+    from chalicelib.pipeline.records import RunStatus
+
+    harness.rt.store.update_run("run-old", status=RunStatus.FAILED, ended_at=1)
+    old = harness.rt.store.get_run("run-old").prefix
+    for stage in ("qc", "align"):  # s0 went through both foreach stages; s1 failed in qc
+        harness.rt.s3.put_object(Bucket=BUCKET, Key=f"{old.split('/', 3)[3]}/{stage}/s0/_SUCCESS", Body=b"")
+    answer = client.http.post("/runs/run-old/rerun")
+    assert answer.status_code == 200, answer.body
+    new_id = answer.json_body["runId"]
+    new_key = f"{old.split('/', 3)[3].rsplit('/', 1)[0]}/{new_id}"
+    for stage in ("qc", "align"):
+        body = harness.rt.s3.get_object(Bucket=BUCKET, Key=f"{new_key}/{stage}/s0/_REF")["Body"].read()
+        assert body.decode() == f"{old}/{stage}/s0"
+    listed = harness.rt.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{new_key}/qc/s1/")
+    assert listed.get("KeyCount", 0) == 0  # s1 runs again
+    running = harness.rt.store.get_run("run-old")
+    assert client.http.post("/runs/nope/rerun").status_code == 404
+    assert running.status.value == "FAILED"

@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import metaflow  # noqa: F401 (a test dependency: the flow below runs with it; a missing one must fail, not skip)
+import moto.server as moto_server
 import pytest
-
-pytest.importorskip("metaflow")
-moto_server = pytest.importorskip("moto.server")
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]

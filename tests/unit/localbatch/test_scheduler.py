@@ -786,7 +786,9 @@ def test_crash_after_an_unrecorded_run_does_not_rerun_it_as_attempt_1(tmp_path: 
     with rig.engine.lock:
         scheduler.tick(scheduler.options.group_commit_ms)  # SUCCEEDED in memory
     assert scheduler.jobs[job].status.value == "SUCCEEDED"  # not through the API: a call would commit
-    # kill -9: no stop(), nothing more is written. A new engine opens the same data dir.
+    # kill -9: no stop(), nothing more is written; the kernel drops the dead engine's folder lock.
+    # A new engine opens the same data dir.
+    rig.engine.folder_lock.release()
     again = make_rig(tmp_path / "engine")
     try:
         again.engine.start()

@@ -65,6 +65,6 @@ def test_plan_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     document = json.loads(capsys.readouterr().out)
     assert document["item_count"] == 3 and [j["key"] for j in document["jobs"]][:2] == ["qc", "align"]
     assert main(["plan", str(SPECS / "valid" / "variant-calling.yaml"), "--items", str(tmp_path / "none")]) == 1
-    assert "error: no files under" in capsys.readouterr().err
+    assert "none: no such file or folder" in capsys.readouterr().err
     assert main(["plan", str(SPECS / "invalid" / "cycle.yaml")]) == 1
     assert "stages form a cycle" in capsys.readouterr().out
