@@ -27,17 +27,14 @@ browser:
 $(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
-	@# compat: a plain path in a .pth instead of setuptools' editable finder, which `site` imports
-	@# at every interpreter start (every Python tool a job runs with this venv): a bare start
-	@# 88 M -> 54 M instructions, 29 -> 12 ms CPU here; the runner gains 2-3 ms (bench/bench_start.py).
-	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
 # The demo needs only the engine, the CLI and the example's tools (the `demo` extra).
 $(DEMO_STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
-	$(BIN)/pip install -q -e '.[demo]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[demo]'
 	touch $(DEMO_STAMP)
 
 setup: $(STAMP)

@@ -2,7 +2,7 @@
 
 Every pipeline job starts a fresh `python -m chalicelib.runner`, and `site` runs at each start:
 with setuptools' default editable install it imports the editable finder (and registers it on
-sys.meta_path); `make setup` installs in compat mode, where a .pth holds the project's path and
+sys.meta_path); compat mode (deprecated by setuptools, so `make setup` does not use it) holds the project's path in a .pth and
 nothing is imported. This script builds a throwaway virtualenv that sees the same packages
 through plain paths (this venv's site-packages and the project root in one .pth, so no .pth of
 the shared site-packages runs) and times both, alternating, by the CPU each start used:
