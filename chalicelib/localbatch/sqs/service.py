@@ -14,7 +14,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from chalicelib.localbatch.api.validation import clean_text
 from chalicelib.localbatch.clock import Clock, SystemClock
+from chalicelib.localbatch.errors import ClientException
 from chalicelib.localbatch.sqs import messages as msg
 from chalicelib.localbatch.sqs import queues as q
 from chalicelib.localbatch.sqs.errors import SqsError, invalid, missing, no_queue
@@ -62,6 +64,10 @@ class SqsService:
             raise SqsError("UnsupportedOperation", f"{operation!r} is not an SQS operation the local engine serves")
         if not isinstance(body, dict):
             raise invalid("request body: expected a JSON object")
+        try:  # the Batch side's rule: no lone surrogates (SQLite cannot store them), no absurd nesting
+            clean_text(body)
+        except ClientException as err:
+            raise invalid(err.message) from None
         if operation == "ReceiveMessage":  # waits without holding the lock
             return handler(body, base_url)
         with self._lock:
