@@ -4,6 +4,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# setuptools prints a boxed "Editable installation" advisory at every `pip install -e` (folders in
+# the working directory named like the package win imports; here that folder is the package).
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e
 DEMO_STAMP := $(VENV)/.demo-installed
 
 .PHONY: demo test soak setup system-deps browser clean
@@ -27,14 +30,14 @@ browser:
 $(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
-	$(BIN)/pip install -q -e '.[test]'
+	$(EDITABLE) '.[test]'
 	touch $(STAMP)
 
 # The demo needs only the engine, the CLI and the example's tools (the `demo` extra).
 $(DEMO_STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
-	$(BIN)/pip install -q -e '.[demo]'
+	$(EDITABLE) '.[demo]'
 	touch $(DEMO_STAMP)
 
 setup: $(STAMP)
