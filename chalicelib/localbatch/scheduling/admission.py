@@ -131,6 +131,7 @@ class Admission:
                         self.transitions.set_status(dependent, JobStatus.FAILED, dependent.cancel_reason)
                     else:
                         self.transitions.set_status(dependent, JobStatus.RUNNABLE)
+                        self.state.release_uncommitted = True
         else:
             for dependent in job.dependents:
                 self._fail_chain(dependent, REASON_DEPENDENCY_FAILED)

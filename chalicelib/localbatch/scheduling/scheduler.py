@@ -200,6 +200,12 @@ class Scheduler:
         attempts.drain_launched()  # armed successors taken over just now go RUNNING in this tick
         self.admission.admit_some()
         self._fire_timers()
+        if self.state.release_uncommitted:
+            # Dependency order must survive a kill -9: a dependent may start only once the end that
+            # released it is durable. Otherwise a crash inside the group-commit window brings the
+            # dependency back as a lost host to run again, after its dependent already ran.
+            self.state.release_uncommitted = False
+            self.commit_durably()
         self._place()
         if attempts.launches:
             # No commit before launching: every attempt's log file is created by the executor
@@ -223,6 +229,11 @@ class Scheduler:
         batch = self.take_batch()
         if batch is not None:
             self.write_batch(batch)
+
+    def commit_durably(self) -> None:
+        """`commit`, after any batch the engine loop took earlier has been written (batches land in order)."""
+        with self.store.write_lock:
+            self.commit()
 
     def take_batch(self) -> Batch | None:
         """Takes the pending changes as rows, ready to be written without the engine lock.

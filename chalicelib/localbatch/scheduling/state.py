@@ -57,6 +57,10 @@ class SchedulerState:
     runnable: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     timers: list[tuple[int, str, str]] = field(default_factory=list)  # (due ms, kind, attempt key or job id)
     blocked_reported: set[str] = field(default_factory=set)  # queue heads reported as unable to run
+    # A dependent was released by a dependency's end that is not yet committed: nothing may be
+    # placed or armed until it is (see Scheduler.tick), or a kill -9 inside the group-commit window
+    # would leave a dependent that ran while its dependency, on restart, runs again.
+    release_uncommitted: bool = False
 
     def push_runnable(self, job: Job) -> None:
         heap = self.runnable.setdefault(job.sub.queue, [])

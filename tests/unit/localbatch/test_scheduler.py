@@ -820,3 +820,28 @@ def test_disabled_queue_refuses_new_jobs_but_runs_queued_ones(rig: Rig) -> None:
         rig.ex.finish(rig.key(job), 0)
     rig.tick()
     assert rig.status(jobs[2]) == "RUNNING"
+
+
+def test_a_dependent_starts_only_once_the_end_that_released_it_is_committed(rig: Rig) -> None:
+    """Exits are handled without a commit (the group commit comes later); a dependent released by
+    one must still not launch before its dependency's SUCCEEDED is in SQLite, or a kill -9 in
+    between would bring the dependency back to run again after its dependent ran."""
+    import sqlite3
+
+    a = rig.submit("a")
+    b = rig.submit("b", dependsOn=[{"jobId": a}])
+    rig.tick()
+    committed_at_launch: dict[str, str] = {}
+    launch = rig.ex.launch
+
+    def launch_and_look(request: LaunchRequest) -> int:
+        with sqlite3.connect(rig.engine.store.path) as db:  # what a restarted engine would read
+            committed_at_launch[request.attempt_key] = db.execute(
+                "SELECT status FROM jobs WHERE job_id = ?", (a,)).fetchone()[0]
+        return launch(request)
+
+    rig.ex.launch = launch_and_look  # type: ignore[method-assign]
+    rig.engine._started = True  # the exit path schedules at once, as in a running engine
+    rig.ex.finish(rig.key(a))  # the exit path: tick without a group commit
+    assert rig.key(b) in rig.ex.requests, "the dependent was not released by its dependency's end"
+    assert committed_at_launch[rig.key(b)] == "SUCCEEDED"
