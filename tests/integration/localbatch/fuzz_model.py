@@ -147,15 +147,19 @@ def requests_for(draw: Any, operation: str) -> Case:
     if draw(st.integers(0, 9)) == 0:
         body = draw(hostile_leaf())  # not even an object
     method, path, body = _route(operation, body)
-    raw = encode(body)
+    return Case(method, path, damaged(draw, encode(body)))
+
+
+def damaged(draw: Any, raw: bytes) -> bytes:
+    """The encoded body, or (4 times in 10) that body truncated, broken UTF-8, empty or garbage."""
     damage = draw(st.sampled_from(["none"] * 6 + ["truncate", "non-utf8", "empty", "garbage"]))
     if damage == "truncate" and len(raw) > 1:
-        raw = raw[: draw(st.integers(1, len(raw) - 1))]
-    elif damage == "non-utf8":
+        return raw[: draw(st.integers(1, len(raw) - 1))]
+    if damage == "non-utf8":
         at = draw(st.integers(0, len(raw)))
-        raw = raw[:at] + b"\xff\xfe\xc3" + raw[at:]
-    elif damage == "empty":
-        raw = b""
-    elif damage == "garbage":
-        raw = draw(st.binary(max_size=200))
-    return Case(method, path, raw)
+        return raw[:at] + b"\xff\xfe\xc3" + raw[at:]
+    if damage == "empty":
+        return b""
+    if damage == "garbage":
+        return draw(st.binary(max_size=200))
+    return raw

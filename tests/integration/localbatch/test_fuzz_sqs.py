@@ -53,18 +53,7 @@ def sqs_request(draw: Any, operation: str, queue_url: str) -> bytes:
         body["QueueUrl"] = queue_url
     if draw(st.integers(0, 9)) == 0:
         body = draw(fm.hostile_leaf())  # not even an object
-    raw = fm.encode(body)
-    damage = draw(st.sampled_from(["none"] * 6 + ["truncate", "non-utf8", "empty", "garbage"]))
-    if damage == "truncate" and len(raw) > 1:
-        raw = raw[: draw(st.integers(1, len(raw) - 1))]
-    elif damage == "non-utf8":
-        at = draw(st.integers(0, len(raw)))
-        raw = raw[:at] + b"\xff\xfe\xc3" + raw[at:]
-    elif damage == "empty":
-        raw = b""
-    elif damage == "garbage":
-        raw = draw(st.binary(max_size=200))
-    return raw
+    return fm.damaged(draw, fm.encode(body))
 
 
 def post(url: str, operation: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
