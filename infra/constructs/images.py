@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aws_cdk import CustomResource
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
@@ -28,6 +29,7 @@ class StageImages:
 
     by_stage: Mapping[str, str]
     release: CustomResource | None
+    repositories: Mapping[str, ecr.IRepository] = field(default_factory=dict)  # stage -> where its image is
 
 
 def _only(paths: list[str]) -> list[str]:
@@ -88,6 +90,8 @@ def build_stage_images(
     release_role: iam.IRole,
     release_dependencies: list[IConstruct],
     context_root: Path,
+    resource_type: str = RELEASE_RESOURCE_TYPE,
+    properties: Mapping[str, str] | None = None,
 ) -> StageImages:
     """One image asset per distinct source; the release resource tags them and resolves digests.
 
@@ -125,8 +129,9 @@ def build_stage_images(
         scope,
         "ReleaseGuard",
         service_token=release_function_arn,
-        resource_type=RELEASE_RESOURCE_TYPE,
+        resource_type=resource_type,
         properties={
+            **(properties or {}),
             "Pipeline": spec.name,
             "Version": version,
             "Force": "true" if force else "false",
@@ -144,10 +149,6 @@ def build_stage_images(
                     + release.get_att_string(names[_source(stage)] + "Digest")
         for stage in spec.stages
     }
-    return StageImages(by_stage=by_stage, release=release)
+    repositories = {stage.name: assets[_source(stage)].repository for stage in spec.stages}
+    return StageImages(by_stage=by_stage, release=release, repositories=repositories)
 
-
-# The stream stack builds its images the same way (infra/stacks/stream.py).
-image_asset = _built_asset
-derived_image_asset = _derived_asset
-image_source = _source

@@ -8,7 +8,6 @@ from typing import Any
 from aws_cdk import Acknowledgment, CfnOutput, CustomResource, Duration, RemovalPolicy, Stack, Tags, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -20,9 +19,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from chalicelib.pipeline.stream.settings import StreamSpec
-from infra.constructs.images import derived_image_asset, image_asset, image_source
+from infra.constructs.images import build_stage_images
 from infra.constructs.roles import acknowledge_wildcards, logical_ref
-from infra.constructs.runner_images import check_runnable
 from infra.constructs.storage import PipelineStorage, acknowledge_bucket_notifications
 from infra.constructs.stream_stage import StageWiring, StreamStageService, make_stage_queues
 
@@ -71,7 +69,7 @@ class StreamStack(Stack):
                 entry=name in spec.entry_stages, wiring=wiring,
             )
             # from_registry (a digest) grants nothing by itself: the task pulls from the asset repository.
-            self._assets[image_source(stage)].repository.grant_pull(
+            self._repositories[name].grant_pull(
                 self.services[name].task_definition.obtain_execution_role())
         self._route_arrivals(spec, storage, queues)
         if smoke_sample is not None:
@@ -107,40 +105,21 @@ class StreamStack(Stack):
         return function
 
     def _images(self, spec: StreamSpec, version: str, source_dir: Path, force: bool) -> dict[str, ecs.ContainerImage]:
-        """One image asset per build folder (x86_64), pinned by digest through the release guard."""
-        assets: dict[tuple[str, str], ecr_assets.DockerImageAsset] = {}
-        for name in spec.pipeline.stage_names:
-            source = image_source(spec.stage(name))
-            if source in assets:
-                continue
-            # The worker loop runs inside the stage's image (python -m chalicelib.aws.stream_worker): a
-            # `build:` image holds chalicelib; a public `image:` gets it added, as batch stages do.
-            if source[0] == "image":
-                check_runnable(name, source[1])
-                assets[source] = derived_image_asset(self, f"Image{len(assets)}", source[1], source_dir, version)
-            else:
-                assets[source] = image_asset(self, f"Image{len(assets)}", Path(source[1]), source_dir, version)
-        index = {build: f"Image{i}" for i, build in enumerate(assets)}
-        for asset in assets.values():
-            asset.repository.grant(self.deploy_function.role, "ecr:DescribeImages", "ecr:BatchGetImage",
-                                   "ecr:PutImage")
-        self.release = CustomResource(
-            self, "ReleaseGuard", service_token=self.deploy_function.function_arn,
-            resource_type="Custom::ConveyorStreamRelease",
-            properties={"Kind": "release", "Pipeline": spec.name, "Version": version,
-                        "Force": "true" if force else "false",
-                        "Images": [{"Name": index[build], "Repository": asset.repository.repository_name,
-                                    "Tag": asset.image_tag} for build, asset in assets.items()]},
+        """The batch stacks' images and release guard (digest pins), answered by the deploy function.
+
+        The worker loop runs inside the stage's image (python -m chalicelib.aws.stream_worker): a
+        `build:` image holds chalicelib; a public `image:` gets it added, as batch stages do.
+        """
+        role = self.deploy_function.role
+        assert role is not None
+        images = build_stage_images(
+            self, spec=spec.pipeline, version=version, force=force,
+            release_function_arn=self.deploy_function.function_arn, release_role=role,
+            release_dependencies=[self.deploy_function, role], context_root=source_dir,
+            resource_type="Custom::ConveyorStreamRelease", properties={"Kind": "release"},
         )
-        self.release.node.add_dependency(self.deploy_function.role)
-        self._assets = assets
-        images: dict[str, ecs.ContainerImage] = {}
-        for name in spec.pipeline.stage_names:
-            source = image_source(spec.stage(name))
-            asset = assets[source]
-            digest = self.release.get_att_string(f"{index[source]}Digest")
-            images[name] = ecs.ContainerImage.from_registry(f"{asset.repository.repository_uri}@{digest}")
-        return images
+        self._repositories = images.repositories
+        return {name: ecs.ContainerImage.from_registry(uri) for name, uri in images.by_stage.items()}
 
     def _smoke(self, spec: StreamSpec, sample: Path, storage: PipelineStorage, items: dynamodb.Table,
                wiring: StageWiring) -> None:
