@@ -263,7 +263,7 @@ def _wait(runtime: LocalRuntime, run_id: str, display: RunProgress | None, inter
     while True:
         run = store.get_run(run_id)
         if display is not None:
-            display.update(store.list_stages(run_id), store.list_item_results(run_id))
+            display.update(store.list_stages(run_id), store.item_counts(run_id))
         if run is not None and run.status.is_terminal:
             return
         interrupts.requested.wait(POLL_SECONDS)

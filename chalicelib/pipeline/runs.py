@@ -22,7 +22,7 @@ from chalicelib.pipeline.objectstore import ObjectStore, join_uri
 from chalicelib.pipeline.payloads import SubmitContext
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT, plan
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunRequest, RunStore
-from chalicelib.pipeline.records import ItemResult, RunRecord, RunStatus, StageRecord, StageStatus
+from chalicelib.pipeline.records import RunRecord, RunStatus, StageRecord, StageStatus
 from chalicelib.pipeline.resume import ResumePlan, plan_resume, write_references
 from chalicelib.pipeline.run_end import publish_run_state
 from chalicelib.pipeline.runcontext import from_record, to_snapshot
@@ -140,11 +140,11 @@ def create_run(ports: RunPorts, request: RunRequest) -> RunRecord:
 
 @dataclass(frozen=True)
 class RunView:
-    """A run as the CLI and the API show it."""
+    """A run as the CLI and the API show it: the run and its stages (their counts say how items
+    went; the item results themselves, up to one per item and stage, are not read)."""
 
     run: RunRecord
     stages: list[StageRecord]
-    items: list[ItemResult]
 
     def to_dict(self) -> dict[str, Any]:
         run = self.run
@@ -166,7 +166,7 @@ def describe_run(store: RunStore, run_id: str) -> RunView:
     run = store.get_run(run_id)
     if run is None:
         raise RunNotFoundError(f"no run {run_id!r}")
-    return RunView(run=run, stages=store.list_stages(run_id), items=store.list_item_results(run_id))
+    return RunView(run=run, stages=store.list_stages(run_id))
 
 
 def rerun_request(
