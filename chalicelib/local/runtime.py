@@ -251,8 +251,22 @@ def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> N
         except (LookupError, OSError, ValueError, KeyError):
             stop.wait(1.0)
             continue
-        for envelope in events:
-            try:
-                runtime.tracker.handle(envelope)
-            except Exception:
-                logger.exception("tracker failed on an event")
+        _track_page(runtime.tracker, events)
+
+
+def _track_page(tracker: Tracker, events: list[dict[str, Any]]) -> None:
+    """Hands a page of the feed to the tracker at once (its children's item results in one write);
+    when that fails, each event again on its own (handling one twice changes nothing), so one bad
+    event costs only itself."""
+    if not events:
+        return
+    try:
+        tracker.handle_many(events)
+        return
+    except Exception:
+        logger.exception("tracker failed on a page of %d events; handling them one by one", len(events))
+    for envelope in events:
+        try:
+            tracker.handle(envelope)
+        except Exception:
+            logger.exception("tracker failed on an event")

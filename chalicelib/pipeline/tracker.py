@@ -18,13 +18,14 @@ on AWS a Lambda feeds it from an EventBridge rule (which filters array children 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.pipeline.events import BATCH_DETAIL_TYPE, is_batch_job_event, stage_event
 from chalicelib.pipeline.joins import JoinItemsWriter, JoinPlan, plan_deferred
 from chalicelib.pipeline.model import PlannedJob
+from chalicelib.pipeline.orphan_events import OrphanEvents
 from chalicelib.pipeline.payloads import SubmitContext
 from chalicelib.pipeline.ports import BatchClient, EventPublisher, RunStore
 from chalicelib.pipeline.records import (
@@ -51,6 +52,8 @@ Clock = Callable[[], int]
 QUEUE_BLOCKED_DETAIL_TYPE = "Batch Job Queue Blocked"
 BLOCKING_REASON_PREFIX = "MISCONFIGURATION:"  # CAPACITY: reasons clear on their own
 CLAIM_LEASE_MS = 300_000  # a deferred join's submission claim; a Lambda runs at most 300 s
+PARENT_CACHE_SIZE = 1_000
+_RAN = ("STARTING", "RUNNING", "SUCCEEDED")  # a child event that says its stage is running
 
 
 @dataclass(frozen=True)
@@ -103,46 +106,87 @@ class Tracker:
         self._clock = clock
         self._ending = EndPorts(store=store, batch=batch, publisher=publisher, clock=clock)
         self._contexts: dict[str, RunContext] = {}
+        self._orphans = OrphanEvents()
+        self._parents: dict[str, JobRecord] = {}  # recorded array parents, for their children's events
         # Events of one run are settled one at a time within a process.
         self._lock = threading.RLock()
 
     def handle(self, envelope: dict[str, Any]) -> TrackerOutcome:
         """Handles one ``Batch Job State Change`` envelope; anything else is ignored."""
+        return self.handle_many([envelope])
+
+    def handle_many(self, envelopes: Sequence[dict[str, Any]]) -> TrackerOutcome:
+        """Handles envelopes in order, each as ``handle`` would; the item results of consecutive
+        array-child events (a page of the engine's feed holds hundreds) are written in one store call.
+
+        An event of a job not recorded yet (the engine ran it before the submitter recorded it)
+        is kept and replayed once the job is found (see ``orphan_events``).
+        """
         outcome = TrackerOutcome()
-        if not is_batch_job_event(envelope):
-            return outcome
-        detail = envelope["detail"]
         with self._lock:
-            parent_id, child_index = _split_child(detail)
-            if child_index is not None:
-                self._on_child(parent_id, child_index, detail, outcome)
-                return outcome
-            job = self._store.find_job(str(detail.get("jobId", "")))
-            if job is None:
-                return outcome
-            status = str(detail.get("status", ""))
-            ends = status in TERMINAL_BATCH_STATUSES
-            if ends and job.status not in TERMINAL_BATCH_STATUSES and not job.is_barrier:
-                # Item results are stored before the job's own status moves, so a handler that
-                # dies in between is completed by the redelivered event (results never regress).
-                self._store.put_item_results(self._job_results(job, detail))
-            advanced = self._store.advance_job(
-                job.job_id, status, reason=str(detail.get("statusReason", "")),
-                started_at=detail.get("startedAt"), stopped_at=detail.get("stoppedAt"),
-            )
-            if not advanced:
-                if ends and job.status in TERMINAL_BATCH_STATUSES:
-                    # A redelivered end: make sure what it should have caused happened,
-                    # including resuming waits the first delivery recorded but never resumed.
-                    self.settle(job.run_id, outcome)
-                    self._resume_recorded_waits(self._context(job.run_id), outcome)
-                return outcome
-            ctx = self._context(job.run_id)
-            if status in ("STARTING", "RUNNING") and not job.is_barrier:
-                self._mark_stage_running(ctx, job.stage, outcome)
-            if ends:
-                self.settle(ctx.run.run_id, outcome)
-            return outcome
+            children: list[tuple[JobRecord, int, dict[str, Any]]] = []
+            for envelope in envelopes:
+                if not is_batch_job_event(envelope):
+                    continue
+                detail = envelope["detail"]
+                job_id, index = _split_child(detail)
+                job = self._recorded(job_id, index, detail, outcome)
+                if job is None:
+                    continue
+                if index is not None:
+                    if not job.is_barrier:  # a barrier's children are no items
+                        children.append((job, index, detail))
+                    continue
+                self._flush_children(children, outcome)
+                self._on_job(job, detail, outcome)
+            self._flush_children(children, outcome)
+        return outcome
+
+    def _recorded(
+        self, job_id: str, index: int | None, detail: dict[str, Any], outcome: TrackerOutcome
+    ) -> JobRecord | None:
+        """The job (a child's parent) as recorded now, after replaying events kept while it was not."""
+        job = self._parents.get(job_id) if index is not None else None
+        if job is not None:
+            return job
+        job = self._store.find_job(job_id)
+        if job is None:
+            self._orphans.keep(job_id, index, detail, self._clock())
+            return None
+        kept = self._orphans.take(job_id)
+        if kept:
+            outcome.absorb(self.handle_many(kept))
+            job = self._store.find_job(job_id) or job  # the replayed events may have moved it
+        if job.is_array and index is not None:
+            if len(self._parents) >= PARENT_CACHE_SIZE:
+                self._parents.clear()
+            self._parents[job_id] = job  # children read only what never changes: run, stage, offset
+        return job
+
+    def _on_job(self, job: JobRecord, detail: dict[str, Any], outcome: TrackerOutcome) -> None:
+        """A plain job's or an array parent's event."""
+        status = str(detail.get("status", ""))
+        ends = status in TERMINAL_BATCH_STATUSES
+        if ends and job.status not in TERMINAL_BATCH_STATUSES and not job.is_barrier:
+            # Item results are stored before the job's own status moves, so a handler that
+            # dies in between is completed by the redelivered event (results never regress).
+            self._store.put_item_results(self._job_results(job, detail))
+        advanced = self._store.advance_job(
+            job.job_id, status, reason=str(detail.get("statusReason", "")),
+            started_at=detail.get("startedAt"), stopped_at=detail.get("stoppedAt"),
+        )
+        if not advanced:
+            if ends and job.status in TERMINAL_BATCH_STATUSES:
+                # A redelivered end: make sure what it should have caused happened,
+                # including resuming waits the first delivery recorded but never resumed.
+                self.settle(job.run_id, outcome)
+                self._resume_recorded_waits(self._context(job.run_id), outcome)
+            return
+        ctx = self._context(job.run_id)
+        if status in ("STARTING", "RUNNING") and not job.is_barrier:
+            self._mark_stage_running(ctx, job.stage, outcome)
+        if ends:
+            self.settle(ctx.run.run_id, outcome)
 
     def queue_blocked(self, envelope: dict[str, Any]) -> TrackerOutcome:
         """A ``Batch Job Queue Blocked`` event: fails the blocked jobs' stage waits on a misconfiguration.
@@ -177,6 +221,10 @@ class Tracker:
         timed-out wait does on AWS.
         """
         outcome = TrackerOutcome()
+        with self._lock:
+            for job_id in self._orphans.job_ids():  # kept events of jobs recorded since
+                if self._store.find_job(job_id) is not None:
+                    outcome.absorb(self.handle_many(self._orphans.take(job_id)))
         pending = [j.job_id for j in self._store.list_jobs(run_id) if j.status not in TERMINAL_BATCH_STATUSES]
         for start in range(0, len(pending), 100):  # DescribeJobs takes at most 100 ids
             for job in self._batch.describe_jobs(jobs=pending[start : start + 100]).get("jobs", []):
@@ -204,14 +252,17 @@ class Tracker:
 
     # -- item results ---------------------------------------------------------------------
 
-    def _on_child(self, parent_id: str, index: int, detail: dict[str, Any], outcome: TrackerOutcome) -> None:
-        parent = self._store.find_job(parent_id)
-        if parent is None or parent.is_barrier:
+    def _flush_children(self, children: list[tuple[JobRecord, int, dict[str, Any]]], outcome: TrackerOutcome) -> None:
+        """Writes the item results of array-child events, then marks their stages running."""
+        if not children:
             return
-        status = str(detail.get("status", ""))
-        self._store.put_item_results([_result(parent, parent.offset + index, detail)])
-        if status in ("STARTING", "RUNNING"):
-            self._mark_stage_running(self._context(parent.run_id), parent.stage, outcome)
+        self._store.put_item_results([_result(parent, parent.offset + index, detail) for parent, index, detail in children])
+        # A child that succeeded ran too: its RUNNING event may have been kept as an orphan and
+        # replaced by the furthest status.
+        ran = {(parent.run_id, parent.stage) for parent, _, detail in children if detail.get("status") in _RAN}
+        children.clear()
+        for run_id, stage in sorted(ran):
+            self._mark_stage_running(self._context(run_id), stage, outcome)
 
     def _job_results(self, job: JobRecord, detail: dict[str, Any]) -> list[ItemResult]:
         """Item results of a finished stage job, from its own event (plus ListJobs for arrays)."""
