@@ -13,10 +13,16 @@ script samples, every --sample seconds:
   near the number of jobs ending per sample; one that falls behind lets it grow all run long;
 - how long `conveyor run` took to return after the engine ended the last job (the tail).
 
-Then the same 2N+1 commands run under xargs (bench_pipeline.run_by_hand). One round each
-(a 30,000-item run takes long); the ratio is of the two wall times.
+It also reads where the CPU went, per job: the engine's, `conveyor run`'s (tracker and
+progress), and the rest (the runner and the tool of every job: everything the engine's
+processes reaped), from the CPU counters of the processes and of this script's children.
 
-    python bench/bench_scale.py [--items 30000] [--cores N] [--sample 2]
+Then the same 2N+1 commands run under xargs (bench_pipeline.run_by_hand). One round each
+(a 30,000-item run takes long); the ratio is of the two wall times. `--compare DIR` first runs
+the pipeline with the code of another checkout DIR (e.g. `git archive main | tar -x -C DIR`),
+so a change is measured before and after in one sitting on the same machine.
+
+    python bench/bench_scale.py [--items 30000] [--cores N] [--sample 2] [--compare DIR]
 
 Results go to bench/results/scale.json.
 """
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import pty
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -90,9 +97,44 @@ def _drain(fd: int, seen: list[int]) -> None:
         seen[0] += len(data)
 
 
-def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float, jobs: int) -> dict[str, object]:
+def children_cpu() -> float:
+    """User + system CPU of this script's reaped children and their reaped descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def with_code(code: Path) -> dict[str, str]:
+    """The environment that makes `python -m chalicelib...` import the checkout ``code``."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), *rest])}
+
+
+def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float, jobs: int,
+                 code: Path = ROOT) -> dict[str, object]:
     run_dir = folder / "run-state"
     pids: list[int] = []
+    saved_env = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(with_code(code))  # the served engine and `conveyor run` both import ``code``
+    cpu_before = children_cpu()
+    try:
+        figures = _run_served(folder, run_dir, spec, cores, sample_s, jobs, pids)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+    total_cpu = children_cpu() - cpu_before
+    shutil.rmtree(run_dir, ignore_errors=True)
+    engine_cpu, run_cpu = float(figures["engine_cpu_s"]), float(figures["run_cpu_s"])  # type: ignore[arg-type]
+    figures["code"] = str(code)
+    figures["total_cpu_s"] = total_cpu
+    figures["per_job_cpu_ms"] = {"total": 1000 * total_cpu / jobs, "engine": 1000 * engine_cpu / jobs,
+                                 "conveyor_run": 1000 * run_cpu / jobs,
+                                 "runner_and_tool": 1000 * (total_cpu - engine_cpu - run_cpu) / jobs}
+    return figures
+
+
+def _run_served(folder: Path, run_dir: Path, spec: Path, cores: int, sample_s: float, jobs: int,
+                pids: list[int]) -> dict[str, object]:
     with served_engine(pids, vcpus=cores) as (url, engine_dir):
         engine_pid = pids[0]
         master, slave = pty.openpty()
@@ -128,7 +170,6 @@ def run_pipeline(folder: Path, spec: Path, cores: int, sample_s: float, jobs: in
         os.close(master)
         if proc.returncode != 0:
             raise RuntimeError(f"conveyor run exited {proc.returncode}")
-    shutil.rmtree(run_dir, ignore_errors=True)
     backlogs = [s["engine_ended"] - s["tracked_ended"] for s in samples  # type: ignore[operator]
                 if s["engine_ended"] is not None and s["tracked_ended"] is not None]
     return {"seconds": elapsed, "peak_engine_rss_mib": peak_engine, "peak_run_rss_mib": peak_run,
@@ -147,40 +188,53 @@ def _halves_trend(values: list[int]) -> str:
     return "growing" if second > 1.5 * first + 50 else "steady"
 
 
+def _report(name: str, jobs: int, pipeline: dict[str, object], by_hand: float) -> float:
+    """Prints one pipeline run's figures; returns its ratio to xargs."""
+    seconds = float(pipeline["seconds"])  # type: ignore[arg-type]
+    ratio = seconds / by_hand
+    trend = _halves_trend(pipeline["backlog_samples"])  # type: ignore[arg-type]
+    cpu: dict[str, float] = pipeline["per_job_cpu_ms"]  # type: ignore[assignment]
+    print(f"[{name}] {jobs} jobs (true tool): conveyor run {seconds:.1f} s ({jobs / seconds:.0f} jobs/s), "
+          f"xargs {by_hand:.2f} s, ratio {ratio:.1f}x")
+    print(f"[{name}] peak RSS: engine {pipeline['peak_engine_rss_mib']:.0f} MiB, conveyor run "
+          f"{pipeline['peak_run_rss_mib']:.0f} MiB; tracker backlog max {pipeline['backlog_max']} ({trend}); "
+          f"run returned {pipeline['tail_after_last_job_s']} s after the engine ended the last job")
+    print(f"[{name}] CPU: engine {pipeline['engine_cpu_s']:.1f} s, conveyor run (tracker + progress) "
+          f"{pipeline['run_cpu_s']:.1f} s, all {pipeline['total_cpu_s']:.1f} s; per job: "
+          + ", ".join(f"{part} {ms:.1f} ms" for part, ms in cpu.items()), flush=True)
+    return ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=30000)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sample", type=float, default=2.0, help="seconds between memory/backlog samples")
+    parser.add_argument("--compare", type=Path, help="another checkout whose pipeline runs first, for before/after")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="conveyor-bench-scale-"))
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "chalicelib")], check=True,
-                   stdout=subprocess.DEVNULL)
+    trees = ([("before", args.compare.resolve())] if args.compare else []) + [("this", ROOT)]
+    for _, tree in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "chalicelib")], check=True,
+                       stdout=subprocess.DEVNULL)
     try:
         items = make_inputs(folder, args.items)
         spec = write_spec(folder, items, ["true"])
         load_before = os.getloadavg()
         jobs = 2 * args.items + 1
-        pipeline = run_pipeline(folder, spec, args.cores, args.sample, jobs)
-        print(f"conveyor run: {pipeline['seconds']:.1f} s", flush=True)
+        runs = {name: run_pipeline(folder, spec, args.cores, args.sample, jobs, tree) for name, tree in trees}
         by_hand = run_by_hand(folder, items, ["true"], args.cores, 0)
         load_after = os.getloadavg()
-        ratio = float(pipeline["seconds"]) / by_hand  # type: ignore[arg-type]
-        trend = _halves_trend(pipeline["backlog_samples"])  # type: ignore[arg-type]
-        print(f"{jobs} jobs (true tool): conveyor run {pipeline['seconds']:.1f} s "
-              f"({jobs / float(pipeline['seconds']):.0f} jobs/s), xargs -P {args.cores} {by_hand:.2f} s, "  # type: ignore[arg-type]
-              f"ratio {ratio:.1f}x")
-        print(f"peak RSS: engine {pipeline['peak_engine_rss_mib']:.0f} MiB, conveyor run "
-              f"{pipeline['peak_run_rss_mib']:.0f} MiB; tracker backlog max {pipeline['backlog_max']} ({trend}); "
-              f"run returned {pipeline['tail_after_last_job_s']} s after the engine ended the last job")
-        print(f"CPU: engine {pipeline['engine_cpu_s']:.1f} s, conveyor run (tracker + progress) "
-              f"{pipeline['run_cpu_s']:.1f} s")
-        print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+        ratios = {name: _report(name, jobs, pipeline, by_hand) for name, pipeline in runs.items()}
+        print(f"xargs -P {args.cores}: {by_hand:.2f} s; load average before {load_before[0]:.2f}, "
+              f"after {load_after[0]:.2f}")
+        pipeline = runs["this"]
         write_result("scale", {"items": args.items, "jobs": jobs, "tool": "true", "cores": args.cores,
                                "load_before": load_before, "load_after": load_after,
-                               "conveyor_run_s": pipeline["seconds"], "xargs_s": by_hand, "ratio": ratio,
-                               "backlog_trend": trend, **{k: v for k, v in pipeline.items() if k != "seconds"}})
+                               "conveyor_run_s": pipeline["seconds"], "xargs_s": by_hand, "ratio": ratios["this"],
+                               "backlog_trend": _halves_trend(pipeline["backlog_samples"]),  # type: ignore[arg-type]
+                               **{k: v for k, v in pipeline.items() if k != "seconds"},
+                               "before": {k: v for k, v in runs.get("before", {}).items() if k != "samples"} or None})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from chalicelib.local.runstore import SqliteRunStore
 from chalicelib.local.starter import LocalRunStarter
+from chalicelib.local.tracker_relay import TrackerRelay, track_page
 from chalicelib.objectstores import open_store
 from chalicelib.pipeline.errors import PipelineError
 from chalicelib.pipeline.events import MemoryPublisher
@@ -126,7 +127,9 @@ def open_with_engine(
         array_limit=array_limit, dependency_limit=dependency_limit,
     )
     runtime.engine = engine
-    runtime._closers.append(engine.subscribe(runtime.tracker.handle))
+    relay = TrackerRelay(runtime.tracker)  # pages of events, not one commit per event
+    runtime._closers.append(relay.close)
+    runtime._closers.append(engine.subscribe(relay))
     runtime._closers.append(runtime.store.close)
     return runtime
 
@@ -207,23 +210,27 @@ def open_remote(
         array_limit=array_limit, dependency_limit=dependency_limit,
     )
     runtime.endpoint_url = endpoint_url
-    stop = threading.Event()
+    stop, handling = threading.Event(), threading.Lock()
     thread = threading.Thread(
-        target=_follow_feed, args=(reader, runtime, stop), name="conveyor-event-feed", daemon=True
+        target=_follow_feed, args=(reader, runtime, stop, handling), name="conveyor-event-feed", daemon=True
     )
     thread.start()
     runtime._closers.append(runtime.store.close)
 
     def stop_feed() -> None:
+        # Waits for a page being handled, not for the long poll (up to its 2 s) the thread may be
+        # in: it handles nothing more once ``stop`` is set, and, a daemon, ends with the process.
         stop.set()
-        thread.join(timeout=5)
+        if handling.acquire(timeout=5):
+            handling.release()
 
     runtime._closers.append(stop_feed)
     return runtime
 
 
-def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> None:
-    """Feeds the engine's HTTP event stream to the tracker; polling when there is none."""
+def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event, handling: threading.Lock) -> None:
+    """Feeds the engine's HTTP event stream to the tracker (holding ``handling`` while it hands a
+    page over); polling when there is none."""
     from chalicelib.local.engine_reader import EngineRefused
 
     try:
@@ -248,25 +255,14 @@ def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event) -> N
         except EngineRefused as err:
             logger.error("%s; no longer following its events", err)
             return
+        except SystemExit:  # the engine is gone: expected once the run was closed (its poll outlives it)
+            if stop.is_set():
+                return
+            raise
         except (LookupError, OSError, ValueError, KeyError):
             stop.wait(1.0)
             continue
-        _track_page(runtime.tracker, events)
-
-
-def _track_page(tracker: Tracker, events: list[dict[str, Any]]) -> None:
-    """Hands a page of the feed to the tracker at once (its children's item results in one write);
-    when that fails, each event again on its own (handling one twice changes nothing), so one bad
-    event costs only itself."""
-    if not events:
-        return
-    try:
-        tracker.handle_many(events)
-        return
-    except Exception:
-        logger.exception("tracker failed on a page of %d events; handling them one by one", len(events))
-    for envelope in events:
-        try:
-            tracker.handle(envelope)
-        except Exception:
-            logger.exception("tracker failed on an event")
+        with handling:
+            if stop.is_set():
+                return
+            track_page(runtime.tracker, events)

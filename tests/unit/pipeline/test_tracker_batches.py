@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.local.runtime import _track_page
+from chalicelib.local.tracker_relay import track_page
 from chalicelib.pipeline.records import JobRecord
 from tests.unit.pipeline.test_tracker import Env
 
@@ -101,5 +101,5 @@ def test_a_page_that_fails_is_handled_again_event_by_event(env: Env) -> None:
         return real(events)
 
     env.tracker.handle_many = page_fails  # type: ignore[method-assign]
-    _track_page(env.tracker, [_child(env, a, 0, "RUNNING"), _child(env, a, 1, "SUCCEEDED")])
+    track_page(env.tracker, [_child(env, a, 0, "RUNNING"), _child(env, a, 1, "SUCCEEDED")])
     assert _items(env) == {0: "RUNNING", 1: "SUCCEEDED"}
