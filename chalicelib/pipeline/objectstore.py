@@ -16,6 +16,7 @@ temporary name and renames it into place, so readers never see half of it.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
@@ -199,14 +200,29 @@ def download_folder(store: ObjectStore, prefix: str, local_dir: Path) -> list[Pa
 def local_files(local_dir: Path) -> list[tuple[str, Path]]:
     """(relative key, path) of every file under ``local_dir``, refusing symlinks that leave it.
 
+    Links to folders are not followed (a link to a file inside is listed as that file). One
+    ``scandir`` per folder, its entries' types read from the listing: 30,000 item files are
+    listed without a stat each.
+
     Raises:
         PathEscapeError: a symlink pointing outside ``local_dir``.
     """
     root = local_dir.resolve()
-    found = []
-    for path in sorted(local_dir.rglob("*")):
-        if path.is_symlink() and not path.resolve().is_relative_to(root):
-            raise PathEscapeError(f"{path.relative_to(local_dir)} links outside the output folder")
-        if path.is_file():
-            found.append((path.relative_to(local_dir).as_posix(), path))
-    return found
+    keys: list[str] = []
+    folders = [("", str(local_dir))]
+    while folders:
+        prefix, folder = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                key = prefix + entry.name
+                if entry.is_symlink():
+                    if not Path(entry.path).resolve().is_relative_to(root):
+                        raise PathEscapeError(f"{key} links outside the output folder")
+                    if entry.is_file():
+                        keys.append(key)
+                elif entry.is_dir():
+                    folders.append((key + "/", entry.path))
+                elif entry.is_file():
+                    keys.append(key)
+    keys.sort(key=lambda key: key.split("/"))  # folder by folder, as paths sort
+    return [(key, local_dir / key) for key in keys]

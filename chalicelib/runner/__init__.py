@@ -15,9 +15,10 @@ Build it with ``chalicelib.pipeline.invocation.build_runner_argv``. The runner
    in the manifest (default ``<run-prefix>/manifest.json``); a ``--join``
    takes every item of ``--items`` (the tracker's list of succeeded items for
    an ``allow_failed_items`` join) or of the manifest;
-2. stages the item's files and the upstream outputs the command names into a
-   fresh scratch folder (under ``--scratch`` or the current folder), which is
-   also the tool's working folder;
+2. stages the files the command names: the item's (``{item}``) and the upstream
+   outputs (``{<stage>}``), into a fresh scratch folder (the job's working folder
+   when it is empty, else a new folder under ``--scratch`` or the current folder),
+   which is also the tool's working folder;
 3. substitutes ``{item}``, ``{key}``, ``{out}`` and ``{<stage>}`` (rules in
    ``chalicelib.pipeline.placeholders``: a whole-argument placeholder becomes
    separate arguments, one inside a longer argument is space-joined);

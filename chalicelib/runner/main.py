@@ -17,7 +17,6 @@ and termination), so the tool can stop cleanly; nothing is published then.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from chalicelib.pipeline.manifest import read_item, read_manifest, stage_output_
 from chalicelib.pipeline.objectstore import read_reference
 from chalicelib.pipeline.placeholders import BUILTIN, find_placeholders, substitute
 from chalicelib.runner import tool_process
+from chalicelib.runner.scratch import make_scratch
 from chalicelib.runner.staging import Stager
 
 if TYPE_CHECKING:  # names for annotations only: the runner starts once per job, so it imports little
@@ -59,28 +59,16 @@ def main(
         args = parse_runner_argv(argv)
     except ValueError as err:
         return _fail(f"bad arguments: {err}")
-    scratch = _make_scratch(args)
+    scratch = make_scratch(args.scratch)
     try:
-        return _run(args, env, scratch, store_factory)
+        return _run(args, env, Path(scratch.path), store_factory)
     except PipelineError as err:
         return _fail(str(err))
     finally:
-        if not args.keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _make_scratch(args: RunnerArgs) -> Path:
-    """A new private folder under --scratch (or the current folder); tempfile.mkdtemp's job,
-    without importing tempfile (and random) on every job's start."""
-    parent = os.path.abspath(args.scratch or ".")
-    os.makedirs(parent, exist_ok=True)
-    while True:
-        path = os.path.join(parent, f"conveyor-{os.urandom(6).hex()}")
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            continue
-        return Path(path)
+        if args.keep_scratch:
+            scratch.release()
+        else:
+            scratch.remove()
 
 
 def _run(
@@ -97,13 +85,16 @@ def _run(
             # A rerun reuses this output (see pipeline/resume.py): nothing to compute.
             _log(f"reused {origin} (published by an earlier run); the tool does not run")
             return 0
-    values: dict[str, list[str]] = {"item": stager.stage_items(items, join=args.join)}
+    names = _placeholder_names(args.tool_argv)
+    values: dict[str, list[str]] = {}
+    if "item" in names:  # a join's command without {item} would copy every item's files for nothing
+        values["item"] = stager.stage_items(items, join=args.join)
     out_dir = scratch / "out"
     out_dir.mkdir()
     values["out"] = [str(out_dir)]
     if not args.join:
         values["key"] = [items[0].key]
-    for name in _referenced_stages(args):
+    for name in _referenced_stages(args, names):
         values[name] = stager.stage_upstream(name, args.upstream[name], items, join=args.join)
     try:
         argv = substitute(args.tool_argv, values)
@@ -137,19 +128,24 @@ def _load_items(args: RunnerArgs, env: Mapping[str, str], stager: Stager) -> tup
     return [item], f"item {item.key!r} (index {index})"
 
 
-def _referenced_stages(args: RunnerArgs) -> list[str]:
-    """Upstream stages the command names; only those are downloaded."""
+def _placeholder_names(tool_argv: Sequence[str]) -> list[str]:
+    """Every placeholder the command names, in order, once each."""
     names: list[str] = []
-    for argument in args.tool_argv:
+    for argument in tool_argv:
         for name in find_placeholders(argument):
-            if name in BUILTIN or name in names:
-                continue
-            if name not in args.upstream:
-                raise RunnerError(
-                    f"placeholder {{{name}}} names no upstream stage (expected --upstream {name}=foreach|join)"
-                )
-            names.append(name)
+            if name not in names:
+                names.append(name)
     return names
+
+
+def _referenced_stages(args: RunnerArgs, names: Sequence[str]) -> list[str]:
+    """Upstream stages the command names; only those are downloaded."""
+    for name in names:
+        if name not in BUILTIN and name not in args.upstream:
+            raise RunnerError(
+                f"placeholder {{{name}}} names no upstream stage (expected --upstream {name}=foreach|join)"
+            )
+    return [name for name in names if name not in BUILTIN]
 
 
 def run_tool(argv: Sequence[str], *, cwd: Path) -> int:

@@ -1,9 +1,10 @@
 """Runner data transfer: item files and upstream outputs in, the ``{out}`` folder published out.
 
-Scratch layout (one fresh folder per attempt)::
+Scratch layout (one fresh folder per attempt, see ``scratch.py``); only what the command
+names is staged::
 
-    in/<file name>                   a foreach job's item files
-    in/<item key>/<file name>        a join's item files, per item
+    in/<file name>                   a foreach job's item files ({item})
+    in/<item key>/<file name>        a join's item files, per item ({item})
     up/<stage>/                      a foreach job's upstream output (same item), or a join stage's output
     up/<stage>/<item key>/           a join's upstream outputs, one per item
     out/                             {out}: published only when the tool exits 0
