@@ -7,6 +7,7 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -138,6 +139,35 @@ class HttpReader:
             query["jobId"] = job_id
         data = json.loads(self._get("/events?" + urllib.parse.urlencode(query), timeout=wait + 30))
         return data["events"], int(data["next"])
+
+    def newest_event(self) -> int:
+        """The sequence number of the engine's newest event: every event from now on is numbered above it."""
+        def any_after(seq: int) -> bool:
+            data = json.loads(self._get("/events?" + urllib.parse.urlencode({"after": seq, "wait": 0, "limit": 1})))
+            return bool(data["events"])
+        return newest_seq(any_after)
+
+
+def newest_seq(any_after: Callable[[int], bool]) -> int:
+    """The newest event's sequence number, probing ``any_after(seq)`` (are there events after it?).
+
+    Doubling then halving: about 2 log2(n) one-event reads, where paging through an engine's whole
+    history (hundreds of thousands of events after a few big runs) to find its end took a page per
+    thousand. While events keep coming the answer is some sequence number the engine had reached
+    during the probe: nothing numbered above it had happened before the probe began.
+    """
+    if not any_after(0):
+        return 0
+    low, high = 0, 1  # invariant: events after ``low`` were seen, none after ``high``
+    while any_after(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if any_after(middle):
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 class DirectReader:

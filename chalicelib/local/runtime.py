@@ -210,12 +210,15 @@ def open_remote(
         array_limit=array_limit, dependency_limit=dependency_limit,
     )
     runtime.endpoint_url = endpoint_url
+    runtime._closers.append(runtime.store.close)
+    after = _feed_start(reader, runtime)
+    if after is None:
+        return runtime
     stop, handling = threading.Event(), threading.Lock()
     thread = threading.Thread(
-        target=_follow_feed, args=(reader, runtime, stop, handling), name="conveyor-event-feed", daemon=True
+        target=_follow_feed, args=(reader, runtime, stop, handling, after), name="conveyor-event-feed", daemon=True
     )
     thread.start()
-    runtime._closers.append(runtime.store.close)
 
     def stop_feed() -> None:
         # Waits for a page being handled, not for the long poll (up to its 2 s) the thread may be
@@ -228,27 +231,30 @@ def open_remote(
     return runtime
 
 
-def _follow_feed(reader: Any, runtime: LocalRuntime, stop: threading.Event, handling: threading.Lock) -> None:
-    """Feeds the engine's HTTP event stream to the tracker (holding ``handling`` while it hands a
-    page over); polling when there is none."""
+def _feed_start(reader: Any, runtime: LocalRuntime) -> int | None:
+    """Where this runtime's feed starts: after the engine's newest event, found before anything is
+    submitted (a feed that skipped the old events while the run started skipped the run's first
+    ones with them). None when the server has no feed: the run command's reconcile polls instead.
+    """
     from chalicelib.local.engine_reader import EngineRefused
 
     try:
-        _, after = reader.events(0, 0, None)
-        while True:
-            page, after_next = reader.events(after, 0, None)
-            if not page:
-                break
-            after = after_next
+        return int(reader.newest_event())
     except EngineRefused as err:  # a refusal is reported, not taken for "no feed here"
         logger.error("%s", err)
-        runtime.follows_events = False
-        return
     except (LookupError, OSError, ValueError, KeyError):
-        # No event feed on this server: the run command's periodic reconcile drives the tracker.
-        runtime.follows_events = False
         logger.info("no /events feed at the endpoint; following runs by DescribeJobs polling")
-        return
+    runtime.follows_events = False
+    return None
+
+
+def _follow_feed(
+    reader: Any, runtime: LocalRuntime, stop: threading.Event, handling: threading.Lock, after: int
+) -> None:
+    """Feeds the engine's HTTP event stream from ``after`` on to the tracker (holding ``handling``
+    while it hands a page over)."""
+    from chalicelib.local.engine_reader import EngineRefused
+
     while not stop.is_set():
         try:
             events, after = reader.events(after, 2.0, None)

@@ -1,4 +1,4 @@
-"""The HTTP event feed of `conveyor run` against a `conveyor serve`: pages to the tracker, a prompt stop."""
+"""The HTTP event feed of `conveyor run` against a `conveyor serve`: where it starts, pages to the tracker, a prompt stop."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from chalicelib.local.engine_reader import newest_seq
 from chalicelib.local.runtime import _follow_feed
 
 
 class BlockingReader:
-    """An engine feed: nothing old, then ``pages`` one by one; the call after them blocks until released."""
+    """An engine feed: ``pages`` one by one; the call after them blocks until released."""
 
     def __init__(self, pages: list[list[dict[str, Any]]]) -> None:
         self.pages = pages
@@ -18,8 +21,6 @@ class BlockingReader:
         self.release = threading.Event()
 
     def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]:
-        if wait == 0:
-            return [], 10  # the events before this run, skipped
         if self.pages:
             return self.pages.pop(0), after + 1
         self.polling.set()
@@ -39,7 +40,7 @@ def _start(reader: BlockingReader) -> tuple[PageTracker, threading.Event, thread
     tracker = PageTracker()
     runtime = SimpleNamespace(tracker=tracker, follows_events=True)
     stop, handling = threading.Event(), threading.Lock()
-    thread = threading.Thread(target=_follow_feed, args=(reader, runtime, stop, handling), daemon=True)
+    thread = threading.Thread(target=_follow_feed, args=(reader, runtime, stop, handling, 10), daemon=True)
     thread.start()
     return tracker, stop, handling, thread
 
@@ -69,8 +70,6 @@ def test_a_stop_during_the_long_poll_waits_for_nothing_and_hands_nothing_more_ov
 def test_an_engine_gone_after_the_stop_ends_the_thread_quietly() -> None:
     class GoneReader(BlockingReader):
         def events(self, after: int, wait: float, job_id: str | None) -> tuple[list[dict[str, Any]], int]:
-            if wait == 0:
-                return [], 10
             self.polling.set()
             self.release.wait(10)
             raise SystemExit("error: cannot reach the engine at http://127.0.0.1:1: Remote end closed connection")
@@ -88,3 +87,27 @@ def test_an_engine_gone_after_the_stop_ends_the_thread_quietly() -> None:
     finally:
         threading.excepthook = previous
     assert not thread.is_alive() and errors == [] and tracker.pages == []
+
+
+@pytest.mark.parametrize("newest", [0, 1, 2, 3, 7, 8, 9, 1000, 300_001, 2**40 + 5])
+def test_the_newest_event_is_found_in_a_few_probes(newest: int) -> None:
+    probes: list[int] = []
+
+    def any_after(seq: int) -> bool:
+        probes.append(seq)
+        return seq < newest
+
+    assert newest_seq(any_after) == newest
+    assert len(probes) <= 2 * newest.bit_length() + 2
+
+
+def test_events_arriving_during_the_probe_are_never_skipped() -> None:
+    """The answer is at most the newest event when the probe ends: every later event is above it."""
+    state = {"newest": 500}
+
+    def any_after(seq: int) -> bool:
+        state["newest"] += 3  # a busy engine: events keep coming while we probe
+        return seq < state["newest"]
+
+    found = newest_seq(any_after)
+    assert 500 <= found <= state["newest"]
