@@ -13,7 +13,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from chalicelib.pipeline.errors import PipelineError, SpecValidationError
 from chalicelib.pipeline.objectstore import join_uri, to_uri
 from chalicelib.pipeline.planner import DEFAULT_ARRAY_LIMIT, DEFAULT_DEPENDENCY_LIMIT
 from chalicelib.pipeline.ports import RunRequest
-from chalicelib.pipeline.runs import describe_run, epoch_ms, new_run_id, prepare_rerun
+from chalicelib.pipeline.runs import RunView, describe_run, epoch_ms, new_run_id, prepare_rerun
 from chalicelib.pipeline.spec import load_spec, parse_document
 from chalicelib.pipeline.submitter import SubmissionError
 
@@ -331,6 +332,17 @@ def handle_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_live_counts(view: RunView, item_counts: Mapping[str, Mapping[str, int]]) -> RunView:
+    """The view with each unfinished stage's counts as its item results say now (a stage's record
+    holds the counts of its last status change: a running stage's would say it had not begun)."""
+    stages = [
+        replace(stage, counts=dict(item_counts[stage.stage]))
+        if not stage.status.is_terminal and item_counts.get(stage.stage) else stage
+        for stage in view.stages
+    ]
+    return RunView(run=view.run, stages=stages)
+
+
 def handle_run_status(args: argparse.Namespace) -> int:
     store = _open_store(args)
     if store is None:
@@ -340,6 +352,7 @@ def handle_run_status(args: argparse.Namespace) -> int:
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    view = with_live_counts(view, store.item_counts(args.run_id))
     if view.run.source == "stream":  # a stream keeps one record per item and stage instead of stages
         from chalicelib.commands.stream_status import print_stream_status, stream_items
         if args.json:
