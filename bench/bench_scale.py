@@ -173,7 +173,10 @@ def _run_served(folder: Path, run_dir: Path, spec: Path, cores: int, sample_s: f
     backlogs = [s["engine_ended"] - s["tracked_ended"] for s in samples  # type: ignore[operator]
                 if s["engine_ended"] is not None and s["tracked_ended"] is not None]
     return {"seconds": elapsed, "peak_engine_rss_mib": peak_engine, "peak_run_rss_mib": peak_run,
+            # None: the run returned before a sample saw the engine end its last job, within
+            # ``tail_at_most_s`` of it (the time since the last sample).
             "tail_after_last_job_s": None if last_engine_end is None else elapsed - last_engine_end,
+            "tail_at_most_s": elapsed - (samples[-1]["t"] if samples else 0.0),  # type: ignore[operator]
             "backlog_max": max(backlogs, default=None), "backlog_samples": backlogs,
             "progress_bytes_drawn": drawn[0], "engine_cpu_s": engine_cpu, "run_cpu_s": run_cpu,
             "samples": samples}
@@ -198,7 +201,9 @@ def _report(name: str, jobs: int, pipeline: dict[str, object], by_hand: float) -
           f"xargs {by_hand:.2f} s, ratio {ratio:.1f}x")
     print(f"[{name}] peak RSS: engine {pipeline['peak_engine_rss_mib']:.0f} MiB, conveyor run "
           f"{pipeline['peak_run_rss_mib']:.0f} MiB; tracker backlog max {pipeline['backlog_max']} ({trend}); "
-          f"run returned {pipeline['tail_after_last_job_s']} s after the engine ended the last job")
+          + (f"run returned {pipeline['tail_after_last_job_s']:.1f} s after the engine ended the last job"
+             if pipeline["tail_after_last_job_s"] is not None else
+             f"run returned within {pipeline['tail_at_most_s']:.1f} s of the engine's last job end"))
     print(f"[{name}] CPU: engine {pipeline['engine_cpu_s']:.1f} s, conveyor run (tracker + progress) "
           f"{pipeline['run_cpu_s']:.1f} s, all {pipeline['total_cpu_s']:.1f} s; per job: "
           + ", ".join(f"{part} {ms:.1f} ms" for part, ms in cpu.items()), flush=True)

@@ -18,6 +18,7 @@ from chalicelib.pipeline.records import StageRecord
 
 ItemCounts = Mapping[str, Mapping[str, int]]  # stage -> status -> items
 
+REFRESH_PER_SECOND = 4
 _STATUS_ORDER = ("PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 _STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "STARTING": "cyan"}
 
@@ -54,6 +55,9 @@ class RunProgress:
             TimeElapsedColumn(),
             console=console,
             disable=not self._live,
+            # As often as the run command reads the store (POLL_SECONDS): redrawing more often
+            # shows nothing new, and each redraw costs CPU for as long as the run lasts.
+            refresh_per_second=REFRESH_PER_SECOND,
         )
         self._tasks: dict[str, TaskID] = {}
         self._last: dict[str, str] = {}
