@@ -226,7 +226,7 @@ def run(module: str) -> None:
     except KeyboardInterrupt:
         sys.excepthook(*sys.exc_info())
         signum = signal.SIGINT  # as CPython: the process ends by the signal
-    except BaseException:  # noqa: BLE001 - reported as the interpreter reports it
+    except BaseException:  # reported as the interpreter reports it
         sys.excepthook(*sys.exc_info())
         code = 1
     threading = sys.modules.get("threading")
@@ -252,7 +252,7 @@ def _exit_status(value: object) -> int:
         return value
     try:
         print(value, file=sys.stderr)
-    except Exception:  # noqa: BLE001
+    except Exception:  # stderr itself is broken: the status still stands
         pass
     return 1
 
