@@ -71,9 +71,13 @@ def _strings(body: bytes, offset: int) -> tuple[list[bytes], int]:
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
+    """`size` bytes, or b"" at the end (EOF, or a reset: the other side is gone)."""
     data = b""
     while len(data) < size:
-        chunk = os.read(fd, size - len(data))
+        try:
+            chunk = os.read(fd, size - len(data))
+        except OSError:
+            return b""
         if not chunk:
             return b""
         data += chunk
@@ -82,7 +86,7 @@ def _read_exactly(fd: int, size: int) -> bytes:
 
 def serve(module: str) -> Attempt:
     """Forks an attempt for each request; returns only inside an attempt (the grandchild)."""
-    os.write(SOCKET_FD, _READY)
+    _tell_spawner(_READY)
     while True:
         header = _read_exactly(SOCKET_FD, 4)
         if not header:
@@ -94,7 +98,14 @@ def serve(module: str) -> Attempt:
         pid, stage, error = _fork_attempt(attempt)
         if pid == 0:
             return attempt
-        os.write(SOCKET_FD, _ANSWER.pack(_ANSWER.size - 4, 1, attempt.ident, pid, stage, error))
+        _tell_spawner(_ANSWER.pack(_ANSWER.size - 4, 1, attempt.ident, pid, stage, error))
+
+
+def _tell_spawner(record: bytes) -> None:
+    try:
+        os.write(SOCKET_FD, record)
+    except OSError:
+        os._exit(0)  # the spawner is gone (the engine stopped or died): so are we
 
 
 def _fork_attempt(attempt: Attempt) -> tuple[int, int, int]:
