@@ -17,7 +17,7 @@ import pytest
 
 from chalicelib.localbatch.execution import procfs, spawner_build
 from chalicelib.localbatch.execution.container_env import ContainerEnvironment, ContainerOptions
-from chalicelib.localbatch.execution.executor import ExitInfo, LaunchRequest
+from chalicelib.localbatch.execution.executor import OOM_REASON, ExitInfo, LaunchRequest
 from chalicelib.localbatch.execution.spawner_executor import SpawnerExecutor
 
 pytestmark = pytest.mark.skipif(spawner_build.spawner_path() is None,
@@ -57,6 +57,10 @@ elif mode == "sleep":
     print("sleeping", flush=True)
     import time
     time.sleep(60)
+elif mode == "hog":
+    hoard = bytearray(400 * 1024 * 1024)  # zero pages: written below, so they count
+    for offset in range(0, len(hoard), 4096):
+        hoard[offset] = 1
 elif mode == "atexit":
     import atexit
     atexit.register(lambda: print("atexit ran", flush=True))
@@ -181,6 +185,15 @@ def test_stop_reaches_a_warm_attempts_group(warm: Runner) -> None:
     info = warm.exits.get(timeout=WAIT)
     assert info.exit_code == 128 + signal.SIGTERM
     assert not procfs.is_alive(pid)
+
+
+def test_a_warm_attempt_is_held_to_its_memory_limit(warm: Runner) -> None:
+    warm.run_warm("facts")
+    request = warm.request("hog", memory_mib=64)
+    assert warm.executor.launch(request) > 0
+    info = warm.exits.get(timeout=WAIT)
+    assert info.reason == OOM_REASON and info.exit_code == 128 + signal.SIGKILL
+    assert "warm" not in Path(request.log_path).read_text()  # it never got past the allocation
 
 
 def test_modules_not_listed_start_cold(tmp_path: Path, package: Path) -> None:
