@@ -8,9 +8,10 @@ by the job (a child's under its parent), and replays them once the job is found:
 event, a child's event, or the tracker's periodic reconcile.
 
 Bounded: per job and child only the furthest status is kept (trimmed to the fields the tracker
-reads), at most ``limit`` events in all, each job's for at most ``ttl_ms``. Events of jobs that
-never become a run's (jobs submitted to a shared engine by hand) age out. Losing one costs only
-early progress: the job's own end, or the reconcile's DescribeJobs, still says how it went.
+reads), at most ``limit`` events and ``job_limit`` jobs in all (the reconcile looks each kept job
+up), each job's for at most ``ttl_ms``. Events of jobs that never become a run's (jobs submitted
+to a shared engine by hand) age out. Losing one costs only early progress: the job's own end, or
+the reconcile's DescribeJobs, still says how it went.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chalicelib.pipeline.events import BATCH_DETAIL_TYPE
 from chalicelib.pipeline.records import is_forward
 
 DEFAULT_LIMIT = 20_000
+DEFAULT_JOB_LIMIT = 1_000
 DEFAULT_TTL_MS = 600_000
 
 
@@ -41,8 +43,10 @@ def trimmed(detail: dict[str, Any]) -> dict[str, Any]:
 class OrphanEvents:
     """Events per unrecorded job id: ``keep`` one, ``take`` them all (as envelopes) once it is recorded."""
 
-    def __init__(self, *, limit: int = DEFAULT_LIMIT, ttl_ms: int = DEFAULT_TTL_MS) -> None:
+    def __init__(self, *, limit: int = DEFAULT_LIMIT, job_limit: int = DEFAULT_JOB_LIMIT,
+                 ttl_ms: int = DEFAULT_TTL_MS) -> None:
         self._limit = limit
+        self._job_limit = job_limit
         self._ttl_ms = ttl_ms
         # job id -> (when its first event was kept, {child index or None: detail}), oldest first
         self._jobs: OrderedDict[str, tuple[int, dict[int | None, dict[str, Any]]]] = OrderedDict()
@@ -65,7 +69,7 @@ class OrphanEvents:
             self._count += 1
         events[index] = trimmed(detail)
         self._jobs[job_id] = (first, events)
-        while self._count > self._limit:
+        while self._count > self._limit or len(self._jobs) > self._job_limit:
             _, (_, dropped) = self._jobs.popitem(last=False)
             self._count -= len(dropped)
 

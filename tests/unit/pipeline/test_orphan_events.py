@@ -53,3 +53,11 @@ def test_jobs_never_recorded_age_out() -> None:
     kept.keep("foreign", None, _detail("foreign", "SUCCEEDED"), now_ms=50)
     kept.keep("ours", None, _detail("ours", "RUNNING"), now_ms=100)  # "foreign" was first kept 100 ms ago
     assert kept.job_ids() == ["ours"] and len(kept) == 1
+
+
+def test_the_oldest_jobs_go_first_past_the_job_limit() -> None:
+    kept = OrphanEvents(job_limit=2)
+    for n, job in enumerate(("a", "b", "c")):
+        kept.keep(job, None, _detail(job, "RUNNING"), now_ms=n)
+    kept.keep("b", 0, _detail("b", "RUNNING", 0), now_ms=3)  # a kept job's child adds no job
+    assert kept.job_ids() == ["b", "c"] and len(kept) == 3
