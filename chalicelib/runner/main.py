@@ -16,6 +16,7 @@ and termination), so the tool can stop cleanly; nothing is published then.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -30,6 +31,7 @@ from chalicelib.pipeline.manifest import read_item, read_manifest, stage_output_
 from chalicelib.pipeline.objectstore import read_reference
 from chalicelib.pipeline.placeholders import BUILTIN, find_placeholders, substitute
 from chalicelib.runner import tool_process
+from chalicelib.runner.command_line import fits, relative_values, too_long
 from chalicelib.runner.scratch import make_scratch
 from chalicelib.runner.staging import Stager
 
@@ -96,11 +98,7 @@ def _run(
         values["key"] = [items[0].key]
     for name in _referenced_stages(args, names):
         values[name] = stager.stage_upstream(name, args.upstream[name], items, join=args.join)
-    try:
-        argv = substitute(args.tool_argv, values)
-    except KeyError as err:
-        raise RunnerError(f"placeholder {{{err.args[0]}}} has no value in a join") from None
-    code = run_tool(argv, cwd=scratch)
+    code = run_tool(_command(args, values, scratch, os.environ), cwd=scratch)  # the tool gets our environment
     if code != 0:
         _log(f"tool exited {code}; nothing published")
         return code
@@ -126,6 +124,21 @@ def _load_items(args: RunnerArgs, env: Mapping[str, str], stager: Stager) -> tup
     index = args.offset + int(raw_index)
     item = read_item(stager.reader(args.manifest_uri), args.manifest_uri, index)
     return [item], f"item {item.key!r} (index {index})"
+
+
+def _command(args: RunnerArgs, values: dict[str, list[str]], scratch: Path, env: Mapping[str, str]) -> list[str]:
+    """The tool's command line; staged paths relative to its working folder if absolute ones are too long."""
+    try:
+        argv = substitute(args.tool_argv, values)
+        if fits(argv, env):
+            return argv
+        argv = substitute(args.tool_argv, relative_values(values, str(scratch)))
+    except KeyError as err:
+        raise RunnerError(f"placeholder {{{err.args[0]}}} has no value in a join") from None
+    if not fits(argv, env):
+        raise RunnerError(too_long(argv, env))
+    _log(f"{len(argv)} arguments: staged paths given relative to the working folder (absolute ones are too long)")
+    return argv
 
 
 def _placeholder_names(tool_argv: Sequence[str]) -> list[str]:
@@ -158,6 +171,10 @@ def run_tool(argv: Sequence[str], *, cwd: Path) -> int:
     except PermissionError:
         _log(f"error: tool not executable: {argv[0]!r}")
         return EXIT_NOT_EXECUTABLE
+    except OSError as err:
+        if err.errno != errno.E2BIG:
+            raise
+        return _fail(f"the tool's command line is too long for this system ({len(argv)} arguments)")
 
     def forward(signum: int, frame: FrameType | None) -> None:
         del frame
