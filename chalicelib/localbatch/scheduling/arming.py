@@ -78,6 +78,8 @@ class Arming:
                 if host is None:
                     break  # FIFO: the head waits for a slot it fits, and the rest behind it
                 key, running = host
+                if not state.release_committed(job):
+                    self.transitions.commit_durably()  # its dependencies' ends first (state.released)
                 if not self._arm_on(key, running, job):
                     break  # the executor refused it: placement launches it and reports why
                 state.pop_head(queue)
