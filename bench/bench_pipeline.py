@@ -14,9 +14,10 @@ is a fresh `python` process on both sides.
 By hand (the baseline): the same tool commands, one `xargs -P <cores>` per stage (a stage
 starts when the previous one has ended), reading the item files and the previous stage's
 folders where they lie and writing straight into output folders made beforehand: the least
-a person would do. `conveyor run` adds, per job, the runner (`python -m chalicelib.runner`:
-manifest read, staging into a scratch folder, publishing with a _SUCCESS marker), the engine's
-scheduling and durable state, and the run's tracking.
+a person would do. `conveyor run` adds, per job, the runner (`python -m chalicelib.runner`,
+forked from the engine's warm launcher once that is ready: manifest read, staging into a scratch
+folder, publishing with a _SUCCESS marker), the engine's scheduling and durable state, and the
+run's tracking; per run, its own start (imports, the engine's start, planning) and end.
 
 Rounds alternate (pipeline first in odd rounds, xargs first in even ones); the ratio is of
 the medians. `--tool true` measures the same shapes with `true` as the tool (a figure for the

@@ -41,6 +41,11 @@ def register(commands: Any) -> None:
     serve.add_argument("--pass-env", action="append", default=[], metavar="NAME",
                        help="hand this host variable to every job (repeatable; jobs otherwise get "
                             "none of the engine's environment)")
+    serve.add_argument("--warm-python-module", action="append", default=[], metavar="MODULE[:PRELOAD,...]",
+                       help="start `python -m MODULE` jobs from a warm launcher that imported MODULE's package "
+                            "and PRELOAD once (repeatable; the pipeline runner is warm unless --no-warm-runner)")
+    serve.add_argument("--no-warm-runner", action="store_true",
+                       help="start every pipeline runner job as a fresh interpreter")
     serve.add_argument("--job-credentials", metavar="FILE",
                        help="JSON {jobRoleArn or \"*\": {AccessKeyId, SecretAccessKey, Token}} served to jobs "
                             "through AWS_CONTAINER_CREDENTIALS_FULL_URI")
@@ -194,6 +199,8 @@ def _container_options(args: argparse.Namespace) -> Any:
     """The job environment options, or the problem with them (a string)."""
     from chalicelib.localbatch.execution.container_env import ContainerOptions
     from chalicelib.localbatch.execution.task_endpoints import load_credentials
+    from chalicelib.localbatch.execution.warm_launches import parse_warm_modules
+    from chalicelib.pipeline.invocation import RUNNER_WARM_ENTRY
 
     credentials = {}
     if args.job_credentials:
@@ -207,7 +214,13 @@ def _container_options(args: argparse.Namespace) -> Any:
     if bad:
         return f"--pass-env: expected a variable name, got {bad[0]!r}"
     region = args.region or "us-east-1"
-    return ContainerOptions(region=region, pass_env=tuple(args.pass_env), credentials=credentials)
+    warm = [*([] if args.no_warm_runner else [RUNNER_WARM_ENTRY]), *args.warm_python_module]
+    try:
+        parse_warm_modules(warm)
+    except ValueError as err:
+        return f"--warm-python-module: {err}"
+    return ContainerOptions(region=region, pass_env=tuple(args.pass_env), credentials=credentials,
+                            warm_modules=tuple(warm))
 
 
 def _jobs_line(engine: Any) -> str:

@@ -148,9 +148,12 @@ def open_in_process(
         FolderInUseError: another engine owns ``data_dir``.
     """
     from chalicelib.localbatch.engine import Engine
+    from chalicelib.localbatch.execution.container_env import ContainerOptions
     from chalicelib.localbatch.rest import BatchHttpServer
+    from chalicelib.pipeline.invocation import RUNNER_WARM_ENTRY
 
-    engine = Engine(data_dir, host=host, owner="run").start()
+    engine = Engine(data_dir, host=host, owner="run", container=ContainerOptions(warm_modules=(RUNNER_WARM_ENTRY,)))
+    engine.start()
     try:
         server = BatchHttpServer(engine, "127.0.0.1", 0).start()
     except BaseException:

@@ -23,6 +23,9 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 RUNNER_MODULE = "chalicelib.runner"
+# What an engine's warm launcher imports ahead of the runner's jobs ("MODULE:PRELOAD"): the
+# runner reads its environment when it runs, never at import, so it is safe to warm.
+RUNNER_WARM_ENTRY = f"{RUNNER_MODULE}:{RUNNER_MODULE}.main"
 UPSTREAM_SHAPES = ("foreach", "join")
 
 

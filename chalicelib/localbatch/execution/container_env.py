@@ -57,6 +57,8 @@ class ContainerOptions:
     region: str = arns.REGION
     pass_env: tuple[str, ...] = ()  # host variables handed to every job, by name
     credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # role ARN or "*" -> keys
+    # `python -m MODULE` jobs started from a warm launcher ("MODULE[:PRELOAD,...]"; see warm_launches.py)
+    warm_modules: tuple[str, ...] = ()
 
 
 def host_variables(names: tuple[str, ...], environ: Mapping[str, str]) -> dict[str, str]:

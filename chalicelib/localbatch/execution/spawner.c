@@ -5,8 +5,10 @@
  * little-endian body length followed by the body. Body layouts (integers
  * little-endian, "str" = u32 length + bytes, no terminator):
  *
- *   requests  LAUNCH  u8 1, u64 id, str workdir, str log, str spare, str cgroups, str exec_path,
- *                     u32 argc, str argv[argc], u32 envc, str env[envc] ("NAME=value")
+ *   requests  LAUNCH  u8 1, u64 id, u32 launcher, str workdir, str log, str spare, str cgroups,
+ *                     str exec_path, u32 argc, str argv[argc], u32 envc, str env[envc] ("NAME=value")
+ *                     (launcher: 0 = fork and exec; N = hand it to warm launcher N when that one
+ *                     is ready, else fork and exec as for 0: see "Warm launches" below)
  *                     (spare: an empty file made ahead, renamed into place as the log;
  *                     "" = create the log; cgroups: "\n"-separated cgroup.procs files
  *                     the child joins before anything else, "" = none)
@@ -23,6 +25,8 @@
  *             DISARM  u8 7, u64 after              (drop the launch armed on `after`, and the
  *                                                   chain behind it: DISARMED for each;
  *                                                   nothing for what was launched already)
+ *             LAUNCHER u8 8, u32 n, str exec_path, u32 argc, str argv[argc], u32 envc, str env[envc]
+ *                                                  (start warm launcher n, 1..8, unless it runs)
  *   events    HELLO   u8 0, u32 protocol version
  *             STARTED u8 1, u64 id, i32 pid
  *             FAILED  u8 2, u64 id, str message    ("<path>: <strerror>")
@@ -42,6 +46,19 @@
  * to the log. When an attempt's main process exits, its whole group is SIGKILLed
  * before the leader is reaped, so the group id cannot have been reused.
  *
+ * Warm launches. A warm launcher (warm_launcher.py) is a Python process that has imported
+ * a job's modules once and forks a copy of itself for each attempt, which then runs the
+ * job's `python -m MODULE` in-process: no interpreter start, no imports. It is our child,
+ * with one end of a stream socket as its fd 3 and stdout on /dev/null; it sends READY
+ * (u32 1, u8 0) once its modules are loaded. A warm LAUNCH makes the log as usual, then
+ * sends the launcher: u32 length, u64 id, str workdir, str log, str cgroups ("\0"-separated),
+ * u32 argc, str argv[argc], u32 envc, str env[envc] (the whole environment), and waits for
+ * its answer: u32 length, u8 1, u64 id, i32 pid, u8 stage, i32 errno (stage 0: started;
+ * 1 workdir, 3 cgroup, 4 log, 5 fork: what failed). The launcher double-forks, so the
+ * attempt is reparented to us (we are a child subreaper) and reaped here like any other;
+ * its pid reaches us before it can. A launcher that is not READY yet, or gone, means a
+ * plain fork and exec: a warm launch is only ever faster, never different in outcome.
+ *
  * EOF on stdin without QUIT means the engine died (kill -9): the spawner exits
  * at once and leaves the attempts running, so the next engine's kill_orphans
  * finds them by their environment token and accounts for them. Only QUIT kills.
@@ -56,7 +73,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -64,10 +83,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROTOCOL_VERSION 3
+#define PROTOCOL_VERSION 4
 #define MAX_RECORD (64u << 20)
 
-enum { REQ_LAUNCH = 1, REQ_STOP = 2, REQ_KILL = 3, REQ_QUIT = 4, REQ_FAIL = 5, REQ_ARM = 6, REQ_DISARM = 7 };
+enum { REQ_LAUNCH = 1, REQ_STOP = 2, REQ_KILL = 3, REQ_QUIT = 4, REQ_FAIL = 5, REQ_ARM = 6, REQ_DISARM = 7,
+       REQ_LAUNCHER = 8 };
+#define MAX_LAUNCHERS 8
+#define LAUNCHER_ANSWER_MS 10000
 enum { EV_HELLO = 0, EV_STARTED = 1, EV_FAILED = 2, EV_EXITED = 3, EV_DISARMED = 4 };
 
 extern char **environ;
@@ -84,6 +106,14 @@ typedef struct {
     unsigned char *body; /* a LAUNCH body from its id on */
     size_t len;
 } armed_t;
+
+typedef struct {
+    pid_t pid; /* 0 = not running */
+    int fd;    /* our end of its socket; -1 = none */
+    int ready; /* it sent READY: warm launches go to it */
+} launcher_t;
+
+static launcher_t launchers[MAX_LAUNCHERS + 1]; /* by number; [0] unused */
 
 static armed_t *armed;
 static size_t n_armed, cap_armed;
@@ -282,6 +312,22 @@ static void kill_all(void) {
     for (size_t i = 0; i < n_attempts; i++) signal_group(attempts[i].pid, SIGKILL);
 }
 
+static void launcher_gone(launcher_t *l, int kill_it) {
+    if (l->fd >= 0) close(l->fd);
+    if (kill_it && l->pid > 0) kill(l->pid, SIGKILL); /* reaped by reap_children */
+    l->fd = -1;
+    l->ready = 0;
+    if (kill_it) l->pid = 0;
+}
+
+static void launcher_reaped(pid_t pid) {
+    for (int n = 1; n <= MAX_LAUNCHERS; n++)
+        if (launchers[n].pid == pid) {
+            launcher_gone(&launchers[n], 0);
+            launchers[n].pid = 0;
+        }
+}
+
 /* Reaps every exited child. The leader is still a zombie (WNOWAIT) when its
  * group is killed, so its pid, hence the pgid, cannot have been recycled. */
 static void reap_children(void) {
@@ -294,21 +340,24 @@ static void reap_children(void) {
         }
         pid_t pid = info.si_pid;
         if (pid == 0) return;
-        signal_group(pid, SIGKILL); /* like a container: the job ends with its main process */
+        size_t i = 0;
+        while (i < n_attempts && attempts[i].pid != pid) i++;
+        /* Like a container: the job ends with its main process. Only an attempt's group: as a
+         * subreaper we also reap a launcher, and processes an attempt left behind. */
+        if (i < n_attempts) signal_group(pid, SIGKILL);
         int status = 0;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-        for (size_t i = 0; i < n_attempts; i++) {
-            if (attempts[i].pid == pid) {
-                uint64_t id = attempts[i].id;
-                emit_exited(id, code);
-                attempts[i] = attempts[--n_attempts];
-                /* Start what the engine chose for this slot, without waiting for it to hear of the exit. */
-                release_slot(id);
-                break;
-            }
+        if (i == n_attempts) {
+            launcher_reaped(pid);
+            continue;
         }
+        int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+        uint64_t id = attempts[i].id;
+        emit_exited(id, code);
+        attempts[i] = attempts[--n_attempts];
+        /* Start what the engine chose for this slot, without waiting for it to hear of the exit. */
+        release_slot(id);
     }
 }
 
@@ -528,8 +577,194 @@ static pid_t __attribute__((noinline)) spawn_child(const char *workdir, int log_
     return pid;
 }
 
+/* ---- warm launches (see the top of this file) ---------------------------- */
+
+typedef struct {
+    unsigned char *data;
+    size_t len, cap;
+} buf_t;
+
+static void buf_put(buf_t *b, const void *data, size_t len) {
+    if (b->len + len > b->cap) {
+        b->cap = (b->len + len) * 2 + 256;
+        b->data = xrealloc(b->data, b->cap);
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+static void buf_u32(buf_t *b, uint32_t v) {
+    unsigned char x[4] = {v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff};
+    buf_put(b, x, 4);
+}
+
+static void buf_str(buf_t *b, const char *s, size_t len) {
+    buf_u32(b, (uint32_t)len);
+    buf_put(b, s, len);
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Reads exactly `len` bytes within `ms`; 0 on EOF, error or timeout. */
+static int read_full(int fd, unsigned char *out, size_t len, int ms) {
+    int64_t deadline = now_ms() + ms;
+    size_t got = 0;
+    while (got < len) {
+        int64_t left = deadline - now_ms();
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pfd, 1, (int)left) == 0) return 0;
+        ssize_t n = read(fd, out + got, len - got);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n <= 0) return 0;
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+/* The launcher numbered n if it is ready (reading its READY if that has come); else NULL. */
+static launcher_t *ready_launcher(uint32_t n) {
+    if (n == 0 || n > MAX_LAUNCHERS) return NULL;
+    launcher_t *l = &launchers[n];
+    if (l->fd < 0) return NULL;
+    if (!l->ready) {
+        unsigned char hello[5];
+        ssize_t got = recv(l->fd, hello, sizeof hello, MSG_DONTWAIT | MSG_PEEK);
+        if (got == 0) launcher_gone(l, 0); /* it exited (a preload failed): plain launches from now on */
+        if (got < (ssize_t)sizeof hello) return NULL;
+        if (recv(l->fd, hello, sizeof hello, 0) != (ssize_t)sizeof hello || get_u32(hello) != 1 || hello[4] != 0) {
+            fprintf(stderr, "conveyor-spawner: warm launcher %u sent no READY; not used\n", n);
+            launcher_gone(l, 1);
+            return NULL;
+        }
+        l->ready = 1;
+    }
+    return l;
+}
+
+/* Hands an attempt to a ready launcher. Returns 1 when it started (STARTED emitted), 0 when
+ * it failed to start (FAILED emitted), -1 when nothing was sent (the caller forks and execs). */
+static int warm_launch(launcher_t *l, uint64_t id, const char *workdir, size_t workdir_len, const char *log_path,
+                       size_t log_len, const char *cgroups, size_t cgroups_len, char **argv, uint32_t argc,
+                       char **env) {
+    buf_t b = {NULL, 0, 0};
+    buf_u32(&b, 0); /* the length, filled in below */
+    unsigned char idb[8];
+    for (int i = 0; i < 8; i++) idb[i] = (unsigned char)(id >> (8 * i));
+    buf_put(&b, idb, 8);
+    buf_str(&b, workdir, workdir_len);
+    buf_str(&b, log_path, log_len);
+    buf_str(&b, cgroups, cgroups_len);
+    buf_u32(&b, argc);
+    for (uint32_t i = 0; i < argc; i++) buf_str(&b, argv[i], strlen(argv[i]));
+    uint32_t envc = 0;
+    while (env[envc]) envc++;
+    buf_u32(&b, envc);
+    for (uint32_t i = 0; i < envc; i++) buf_str(&b, env[i], strlen(env[i]));
+    uint32_t body = (uint32_t)(b.len - 4);
+    for (int i = 0; i < 4; i++) b.data[i] = (unsigned char)(body >> (8 * i));
+    size_t sent = 0;
+    while (sent < b.len) {
+        ssize_t n = send(l->fd, b.data + sent, b.len - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        sent += (size_t)n;
+    }
+    free(b.data);
+    if (sent == 0) { /* it is gone and got nothing: an ordinary launch instead */
+        launcher_gone(l, 1);
+        return -1;
+    }
+    unsigned char answer[4 + 1 + 8 + 4 + 1 + 4];
+    if (sent < b.len || !read_full(l->fd, answer, sizeof answer, LAUNCHER_ANSWER_MS) ||
+        get_u32(answer) != sizeof answer - 4 || answer[4] != 1 || body_id(answer + 5) != id) {
+        /* It may have started the attempt: never start it a second time. */
+        launcher_gone(l, 1);
+        emit_failed(id, NULL, 0, "the warm launcher did not answer");
+        return 0;
+    }
+    pid_t pid = (pid_t)get_u32(answer + 13);
+    unsigned stage = answer[17];
+    int err = (int)get_u32(answer + 18);
+    if (stage == 0 && pid > 0) {
+        add_attempt(id, pid);
+        emit_started(id, pid);
+        return 1;
+    }
+    const char *detail = strerror(err ? err : EIO);
+    if (stage == 1) emit_failed(id, workdir, workdir_len, detail);
+    else if (stage == 3) emit_failed(id, "joining the attempt's cgroup", 28, detail);
+    else if (stage == 4) emit_failed(id, log_path, log_len, detail);
+    else emit_failed(id, "fork", 4, detail);
+    return 0;
+}
+
+static void handle_launcher(reader_t *r) {
+    uint32_t n = rd_u32(r);
+    size_t exec_len = 0;
+    char *exec_path = rd_str(r, &exec_len);
+    uint32_t argc = rd_u32(r);
+    if (r->bad || argc == 0 || argc > (uint32_t)(r->end - r->p) / 4) {
+        fprintf(stderr, "conveyor-spawner: malformed LAUNCHER request\n");
+        exit(2);
+    }
+    char **argv = xrealloc(NULL, ((size_t)argc + 1) * sizeof *argv);
+    for (uint32_t i = 0; i < argc; i++) argv[i] = rd_str(r, NULL);
+    argv[argc] = NULL;
+    uint32_t envc = rd_u32(r);
+    if (r->bad || envc > (uint32_t)(r->end - r->p) / 4) {
+        fprintf(stderr, "conveyor-spawner: malformed LAUNCHER request\n");
+        exit(2);
+    }
+    char **extra = xrealloc(NULL, ((size_t)envc + 1) * sizeof *extra);
+    for (uint32_t i = 0; i < envc; i++) extra[i] = rd_str(r, NULL);
+    if (r->bad) {
+        fprintf(stderr, "conveyor-spawner: malformed LAUNCHER request\n");
+        exit(2);
+    }
+    int sv[2] = {-1, -1};
+    if (n >= 1 && n <= MAX_LAUNCHERS && launchers[n].fd < 0 && launchers[n].pid == 0 && !quitting &&
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+        char **env = merge_env(extra, envc);
+        pid_t pid = fork();
+        if (pid == 0) {
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            sigaction(SIGPIPE, &dfl, NULL);
+            sigaction(SIGINT, &dfl, NULL);
+            sigprocmask(SIG_SETMASK, &child_mask, NULL);
+            setpgid(0, 0); /* a terminal's Ctrl-C is for the engine */
+            if (dup2(devnull_fd, 0) < 0 || dup2(devnull_fd, 1) < 0 || dup2(sv[1], 3) < 0) _exit(127);
+            if (sv[1] == 3) fcntl(3, F_SETFD, 0); /* dup2 onto itself keeps close-on-exec */
+#ifdef SYS_close_range
+            syscall(SYS_close_range, 4u, ~0u, 0u);
+#endif
+            execve(exec_path, argv, env);
+            fprintf(stderr, "conveyor-spawner: warm launcher %s: %s\n", exec_path, strerror(errno));
+            _exit(127);
+        }
+        close(sv[1]);
+        if (pid < 0) {
+            close(sv[0]);
+        } else {
+            launchers[n].pid = pid;
+            launchers[n].fd = sv[0];
+            launchers[n].ready = 0;
+        }
+        free(env);
+    }
+    for (uint32_t i = 0; i < argc; i++) free(argv[i]);
+    free(argv);
+    for (uint32_t i = 0; i < envc; i++) free(extra[i]);
+    free(extra);
+    free(exec_path);
+}
+
 static void handle_launch(reader_t *r) {
     uint64_t id = rd_u64(r);
+    uint32_t launcher = rd_u32(r);
     size_t log_len = 0, workdir_len = 0, exec_len = 0, arg0_len = 0, spare_len = 0, cgroups_len = 0;
     char *workdir = rd_str(r, &workdir_len);
     char *log_path = rd_str(r, &log_len);
@@ -573,6 +808,21 @@ static void handle_launch(reader_t *r) {
     if (cgroups)
         for (size_t i = 0; i < cgroups_len; i++)
             if (cgroups[i] == '\n') cgroups[i] = '\0';
+    launcher_t *warm = ready_launcher(launcher);
+    if (warm != NULL) {
+        close(log_fd); /* made, so the trace exists before the attempt starts; the attempt opens it */
+        log_fd = -1;
+        int outcome = warm_launch(warm, id, workdir, workdir_len, log_path, log_len, cgroups ? cgroups : "",
+                                  cgroups_len, argv, argc, env);
+        if (outcome >= 0) {
+            started = outcome;
+            goto done;
+        }
+        if ((log_fd = open_log(log_path, &failed)) < 0) {
+            emit_failed(id, failed, strlen(failed), strerror(errno));
+            goto done;
+        }
+    }
     pid_t pid = spawn_child(workdir, log_fd, argv, env, program, candidates, cgroups ? cgroups : "", cgroups_len);
     started = pid > 0 && child_errno == 0;
     if (pid < 0) {
@@ -698,6 +948,9 @@ static void handle_request(const unsigned char *body, size_t len) {
         quitting = 1;
         kill_all();
         return;
+    case REQ_LAUNCHER:
+        handle_launcher(&r);
+        return;
     case REQ_FAIL: {
         uint64_t id = rd_u64(&r);
         size_t msg_len = 0;
@@ -726,6 +979,9 @@ int main(void) {
     signal(SIGINT, SIG_IGN);
     devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull_fd < 0) die("open /dev/null");
+    /* Attempts a warm launcher double-forks are reparented to us, to be reaped like the rest. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) die("prctl");
+    for (int n = 0; n <= MAX_LAUNCHERS; n++) launchers[n].fd = -1;
     if (fcntl(STDIN_FILENO, F_SETFD, FD_CLOEXEC) < 0 || fcntl(STDOUT_FILENO, F_SETFD, FD_CLOEXEC) < 0)
         die("fcntl");
 
@@ -794,6 +1050,7 @@ int main(void) {
         }
     }
     flush_out();
+    for (int n = 1; n <= MAX_LAUNCHERS; n++) launcher_gone(&launchers[n], 0); /* EOF: they exit */
     free(in_buf);
     free(out_buf);
     free(attempts);

@@ -66,9 +66,11 @@ from chalicelib.localbatch.execution.spawner_link import (
     encode_fail,
     encode_kill,
     encode_launch,
+    encode_launcher,
     encode_stop,
     fs_bytes,
 )
+from chalicelib.localbatch.execution.warm_launches import LAUNCHER_KEY_PREFIX, WarmLaunches, parse_warm_modules
 
 __all__ = ["DISARMED", "SPAWNER_LOST", "SpawnerExecutor", "SpawnerUnavailable"]
 
@@ -117,6 +119,7 @@ class SpawnerExecutor(MemoryLimitMixin):
         self._poll = memory_poll_seconds
         self._setup = AttemptSetup(engine_token, container, use_cgroups=use_cgroups)
         self._base_env = self._setup.base
+        self._warm = _warm_launches(self._setup, engine_token)
         self._executables = ExecutableCache()
         self._lock = threading.Lock()
         self._attempts: dict[str, _Attempt] = {}
@@ -239,11 +242,13 @@ class SpawnerExecutor(MemoryLimitMixin):
         Waits (up to ``ORPHAN_WAIT_SECONDS``) until they are gone. Returns the attempt keys killed.
         """
         exclude = {os.getpid(), *self.spawner_pids()}
-        return self._setup.kill_orphans(self._live_keys, exclude=exclude)
+        keys = self._setup.kill_orphans(self._live_keys, exclude=exclude)
+        return [key for key in keys if not key.startswith(LAUNCHER_KEY_PREFIX)]
 
     def describe(self) -> str:
         """How attempts are tracked and what environment they get (serve's start line)."""
-        return self._setup.describe()
+        warm = ", ".join(self._warm.modules) if self._warm is not None else "none"
+        return f"{self._setup.describe()}; warm python -m modules: {warm}"
 
     def spawner_pids(self) -> list[int]:
         """The pids of the running spawner processes."""
@@ -251,7 +256,10 @@ class SpawnerExecutor(MemoryLimitMixin):
 
     def _live_keys(self) -> set[str]:
         with self._lock:
-            return set(self._attempts)
+            keys = set(self._attempts)
+        if self._warm is not None:
+            keys.add(self._warm.marker)  # our launchers, and what they forked, are not orphans
+        return keys
 
     def close(self) -> None:
         """Kills every running attempt, delivers their exits, stops the spawner and threads."""
@@ -293,16 +301,29 @@ class SpawnerExecutor(MemoryLimitMixin):
             try:
                 program = self._executables.resolve(request.argv[0], prepared.env.get("PATH"))
                 joins = "\n".join(prepared.cgroups.procs_files()) if prepared.cgroups else ""
+                launcher = self._launcher_for(attempt.link, program, request.argv, prepared.env)
                 return encode_launch(attempt.ident, fs_bytes(os.path.abspath(request.workdir)),
                                      fs_bytes(os.path.abspath(request.log_path)),
                                      fs_bytes(program) if program else b"",
                                      [fs_bytes(arg) for arg in request.argv], encode_env(prepared.env),
                                      spare=fs_bytes(request.spare_log) if request.spare_log else b"",
-                                     cgroups=fs_bytes(joins))
+                                     cgroups=fs_bytes(joins), launcher=launcher)
             except (TypeError, ValueError) as err:
                 reason = describe_start_error(err)
         attempt.fail_reason = reason
         return encode_fail(attempt.ident, reason)
+
+    def _launcher_for(self, link: SpawnerLink, program: str | None, argv: list[str], env: dict[str, str]) -> int:
+        """The warm launcher for this launch (0: none), started on its spawner if it is the first."""
+        if self._warm is None:
+            return 0
+        if program is None and argv and os.path.isabs(argv[0]):
+            program = argv[0]  # an absolute argv[0] is not looked up: it is the program
+        number, start = self._warm.launcher_for(link.pid, program, argv, {**self._base_env, **env})
+        if start is not None:
+            link.send(encode_launcher(start["number"], fs_bytes(start["program"]),
+                                      [fs_bytes(arg) for arg in start["argv"]], encode_env(start["env"])))
+        return number
 
     # -- events ------------------------------------------------------------------
 
@@ -367,6 +388,8 @@ class SpawnerExecutor(MemoryLimitMixin):
         return attempt
 
     def _on_link_lost(self, link: SpawnerLink) -> None:
+        if self._warm is not None:
+            self._warm.forget_link(link.pid)
         with self._lock:
             self._links = [None if known is link else known for known in self._links]
             lost = [attempt for attempt in self._attempts.values() if attempt.link is link]
@@ -407,3 +430,12 @@ class SpawnerExecutor(MemoryLimitMixin):
         self._setup.kill(attempt.cgroups)
         logger.info("attempt %s used %d MiB over its %d MiB limit; killed",
                     attempt.key, used >> 20, attempt.memory_limit >> 20)
+
+
+def _warm_launches(setup: AttemptSetup, token: str) -> WarmLaunches | None:
+    """The warm launches the container options ask for (None: every attempt forks and execs)."""
+    modules = setup.container.options.warm_modules
+    if not modules:
+        return None
+    home = os.path.join(setup.container.images.root, "warm-home")  # no user site-packages, as a job's HOME
+    return WarmLaunches(parse_warm_modules(modules), token, home)

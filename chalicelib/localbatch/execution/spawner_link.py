@@ -20,10 +20,10 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 HELLO_TIMEOUT_SECONDS = 10.0
 QUIT_TIMEOUT_SECONDS = 10.0
-REQ_LAUNCH, REQ_STOP, REQ_KILL, REQ_QUIT, REQ_FAIL, REQ_ARM, REQ_DISARM = 1, 2, 3, 4, 5, 6, 7
+REQ_LAUNCH, REQ_STOP, REQ_KILL, REQ_QUIT, REQ_FAIL, REQ_ARM, REQ_DISARM, REQ_LAUNCHER = 1, 2, 3, 4, 5, 6, 7, 8
 EV_HELLO, EV_STARTED, EV_FAILED, EV_EXITED, EV_DISARMED = 0, 1, 2, 3, 4
 
 _U32 = struct.Struct("<I")
@@ -69,17 +69,29 @@ def _env_entry(name: str, value: str) -> bytes:
 
 
 def encode_launch(ident: int, workdir: bytes, log_path: bytes, program: bytes, argv: Iterable[bytes],
-                  env: list[bytes], spare: bytes = b"", cgroups: bytes = b"") -> bytes:
+                  env: list[bytes], spare: bytes = b"", cgroups: bytes = b"", launcher: int = 0) -> bytes:
     """LAUNCH; an empty ``program`` makes the child search argv[0] on its own PATH.
 
     ``spare``: an empty file to rename into place as the log (b"": create the log).
     ``cgroups``: newline-separated cgroup.procs files the child joins before its exec.
+    ``launcher``: the warm launcher to hand it to when that one is ready (0: none).
     """
     argv = list(argv)
-    parts = [b"", bytes((REQ_LAUNCH,)), ident.to_bytes(8, "little")]
+    parts = [b"", bytes((REQ_LAUNCH,)), ident.to_bytes(8, "little"), _U32.pack(launcher)]
     for value in (workdir, log_path, spare, cgroups, program):
         parts += (_U32.pack(len(value)), value)
     for items in (argv, env):
+        parts.append(_U32.pack(len(items)))
+        for value in items:
+            parts += (_U32.pack(len(value)), value)
+    parts[0] = _U32.pack(sum(map(len, parts)))
+    return b"".join(parts)
+
+
+def encode_launcher(number: int, program: bytes, argv: Iterable[bytes], env: list[bytes]) -> bytes:
+    """LAUNCHER: start warm launcher `number` as `program argv` with `env` over the spawner's own."""
+    parts = [b"", bytes((REQ_LAUNCHER,)), _U32.pack(number), _U32.pack(len(program)), program]
+    for items in (list(argv), env):
         parts.append(_U32.pack(len(items)))
         for value in items:
             parts += (_U32.pack(len(value)), value)

@@ -96,7 +96,8 @@ class TaskEndpoints:
         self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="conveyor-task-endpoints",
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},  # a quick close()
+                                        name="conveyor-task-endpoints",
                                         daemon=True)
         self._thread.start()
 

@@ -104,3 +104,13 @@ def test_every_command_has_a_description_and_limits_have_help() -> None:
     for name in ("runs", "jobs"):
         limit = next(a for a in commands[name]._actions if a.dest == "limit")
         assert limit.help, name
+
+
+@pytest.mark.parametrize(("flag", "named"), [("a b", "'a b'"), ("pkg:mod-x", "'mod-x'"), ("", "''")])
+def test_a_bad_warm_module_is_refused_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str,
+                                                named: str) -> None:
+    code = main(["serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--warm-python-module", flag])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: --warm-python-module: ") and named in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()  # refused before anything was made

@@ -1,4 +1,4 @@
-"""The runner's tool start (fork + exec, no subprocess) with real processes, and what the runner imports."""
+"""The runner's tool start (posix_spawn, no subprocess) with real processes, and what the runner imports."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from chalicelib.localbatch.execution.spawner_link import (
     REQ_FAIL,
     REQ_KILL,
     REQ_LAUNCH,
+    REQ_LAUNCHER,
     REQ_STOP,
     decode_event,
     encode_arm,
@@ -24,6 +25,7 @@ from chalicelib.localbatch.execution.spawner_link import (
     encode_fail,
     encode_kill,
     encode_launch,
+    encode_launcher,
     encode_stop,
     fs_bytes,
 )
@@ -40,18 +42,34 @@ def read_strings(data: bytes, pos: int, count: int) -> tuple[list[bytes], int]:
 
 def test_launch_record_layout() -> None:
     record = encode_launch(7, b"/w", b"/l.log", b"", [b"echo", b"hi there"], [b"A=1", b"B="], spare=b"/s/1",
-                           cgroups=b"/cg/a/cgroup.procs\n/cg/b/cgroup.procs")
+                           cgroups=b"/cg/a/cgroup.procs\n/cg/b/cgroup.procs", launcher=3)
     (length,) = struct.unpack_from("<I", record)
     assert length == len(record) - 4
     assert record[4] == REQ_LAUNCH
     assert int.from_bytes(record[5:13], "little") == 7
-    paths, pos = read_strings(record, 13, 5)
+    assert int.from_bytes(record[13:17], "little") == 3  # the warm launcher to hand it to
+    paths, pos = read_strings(record, 17, 5)
     assert paths == [b"/w", b"/l.log", b"/s/1", b"/cg/a/cgroup.procs\n/cg/b/cgroup.procs", b""]
     (argc,) = struct.unpack_from("<I", record, pos)
     argv, pos = read_strings(record, pos + 4, argc)
     (envc,) = struct.unpack_from("<I", record, pos)
     env, pos = read_strings(record, pos + 4, envc)
     assert (argv, env, pos) == ([b"echo", b"hi there"], [b"A=1", b"B="], len(record))
+
+
+def test_launcher_record_layout() -> None:
+    record = encode_launcher(2, b"/py", [b"/py", b"/x/warm_launcher.py", b"tool"], [b"PYTHONPATH=/img"])
+    (length,) = struct.unpack_from("<I", record)
+    assert length == len(record) - 4
+    assert record[4] == REQ_LAUNCHER
+    assert int.from_bytes(record[5:9], "little") == 2
+    (program,), pos = read_strings(record, 9, 1)
+    (argc,) = struct.unpack_from("<I", record, pos)
+    argv, pos = read_strings(record, pos + 4, argc)
+    (envc,) = struct.unpack_from("<I", record, pos)
+    env, pos = read_strings(record, pos + 4, envc)
+    assert (program, argv, env, pos) == (b"/py", [b"/py", b"/x/warm_launcher.py", b"tool"], [b"PYTHONPATH=/img"],
+                                         len(record))
 
 
 def test_arm_record_wraps_a_launch_body() -> None:
