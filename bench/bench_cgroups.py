@@ -1,8 +1,9 @@
 """Per-attempt cgroup cost: what the engine does around every attempt, timed on the real cgroupfs.
 
-One cycle is what AttemptSetup does for an attempt: ``create`` (the tracking cgroup named
-after the attempt, a memory cgroup from the pool with the job's limit), the ``oom_killed``
-read when it ends and ``remove``. Two shapes, alternating: every attempt with the same memory
+One cycle is what AttemptSetup does for an attempt: ``create`` (a tracking cgroup from the
+pool, given the attempt's key, or one named after the attempt where cgroupfs takes no
+extended attributes; a memory cgroup from the pool with the job's limit), the ``oom_killed``
+read when it ends and ``remove`` (an empty pooled cgroup goes back to its pool). Two shapes, alternating: every attempt with the same memory
 limit (a run's jobs mostly share one) and limits that change from one attempt to the next.
 CPU of this process per cycle, medians of the rounds.
 

@@ -404,7 +404,11 @@ class Engine:
                     ready = lambda seen=seen: self._last_seq > seen or self._stopping.is_set()  # noqa: E731
                 else:
                     self._job_readers[job_id] += 1
-                    ready = lambda seen=seen: self._job_last_seq.get(job_id, 0) > seen or self._stopping.is_set()  # noqa: E731
+                    # A commit between our read and this registration did not know we wait for this
+                    # job: _last_seq past what we read sends us back to read (else we slept it through).
+                    missed = self._last_seq > seen
+                    ready = lambda seen=seen, missed=missed: missed or self._job_last_seq.get(job_id, 0) > seen \
+                        or self._stopping.is_set()  # noqa: E731
                 try:
                     self._feed.wait_for(ready, remaining)
                 finally:

@@ -48,8 +48,9 @@ def test_a_stage_failure_nothing_tolerates_ends_the_run_and_terminates_the_other
         cause = run.failures[0]["reason"]
         assert cause.startswith("StageFailed: stage bad: 1 of 2 items failed (first: item 1:"), cause
         slow = runtime.store.get_job("ff1", "slow")
-        # The independent branch (one item sleeps 300 s) did not run to its end: it was terminated.
-        assert describe(runtime, [slow.job_id])[slow.job_id]["status"] in ("FAILED", "RUNNING", "RUNNABLE")
+        # The independent branch (one item sleeps 300 s) did not run to its end: it was terminated,
+        # wherever it stood (on a busy machine its array may not have reached RUNNABLE yet).
+        assert describe(runtime, [slow.job_id])[slow.job_id]["status"] != "SUCCEEDED"
         deadline = time.monotonic() + 90
         while describe(runtime, [slow.job_id])[slow.job_id]["status"] != "FAILED":
             assert time.monotonic() < deadline, "the terminated array never ended"

@@ -159,7 +159,7 @@ class AttemptSetup:
     def _kill_leftover_cgroups(self, live: set[str]) -> list[str]:
         assert self.cgroups is not None
         killed: list[str] = []
-        for key, paths in self.cgroups.leftover_attempts().items():
+        for key, paths in self.cgroups.leftover_attempts():
             if key in live:
                 continue
             if self.cgroups.members(paths):

@@ -11,10 +11,13 @@ after the attempt under a folder named after the engine token:
   attempt's memory once per page, and its limit is the job's: the kernel stops the attempt at
   the limit and ``oom_kill`` in ``memory.oom_control`` says it did.
 
-Making a v1 memory cgroup costs ~0.2 ms here (a v2 one ~0.03 ms), so v1 memory cgroups are
-pooled: they are not named after an attempt (the v2 one is what finds an attempt), an empty
-one goes back to the pool when its attempt ends, and one the kernel OOM-killed in is removed
-(its ``oom_kill`` count cannot be reset).
+Making and removing cgroups on every attempt costs more than the rest of the engine's work
+per job (a v1 memory cgroup ~0.2 ms, a v2 one ~0.05 ms, under load more), so both are pooled
+(cgroup_slots.py): a folder whose attempt ended goes back to its pool once the kernel says it is
+empty, and one the kernel OOM-killed in is removed (its ``oom_kill`` count cannot be reset). A
+pooled tracking cgroup carries its attempt's key in an extended attribute, written before the
+attempt's first process joins, so ``kill_orphans`` still names what it ended after a crash.
+Where cgroupfs takes no extended attributes, tracking cgroups are made per attempt, named after it.
 
 When cgroups cannot be used here (no writable hierarchy, no ``cgroup.kill``), ``detect()``
 returns None with the reason and the executors fall back to what they did before: the
@@ -29,6 +32,15 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+
+from chalicelib.localbatch.execution.cgroup_slots import (
+    ATTEMPT_XATTR,
+    POOL_PREFIX,
+    FolderPool,
+    HeldFiles,
+    attempt_of,
+    xattrs_supported,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,66 +73,102 @@ class AttemptCgroups:
         self.memory_base = (self.tracking_base if memory_v2 else f"{memory_root}/{name}") if memory_root else None
         self._memory_v2 = memory_v2
         self._pooled = self.memory_base is not None and not memory_v2
-        self._free_memory: list[str] = []
-        self._limits: dict[str, int] = {}  # pooled memory cgroup -> the limit last written to it
-        self._pool_seq = 0
+        self._limits: dict[str, int] = {}  # pooled cgroup -> the memory limit last written to it
         # Unique to this instance: two executors of one token in one process (tests, a restart in
-        # process) must never hand the same pooled memory cgroup to two attempts at once.
-        self._pool_tag = f"{os.getpid()}-{secrets.token_hex(3)}"
+        # process) must never hand the same pooled cgroup to two attempts at once.
+        pool_tag = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._lock = threading.Lock()
         for base in {self.tracking_base, self.memory_base} - {None}:
             os.makedirs(base, exist_ok=True)  # type: ignore[arg-type]
+        self._slots = FolderPool(self.tracking_base, pool_tag) if xattrs_supported(self.tracking_base) else None
+        self._events = HeldFiles("cgroup.events")  # of pooled tracking cgroups: are they empty?
+        self._memory_pool = FolderPool(str(self.memory_base), pool_tag) if self._pooled else None
+        self._oom_name = "memory.events" if memory_v2 else "memory.oom_control"
+        self._oom = HeldFiles(self._oom_name)  # of pooled memory cgroups (v1, or v2 in a pooled slot)
 
     def describe(self) -> str:
         """For serve's start line: what finds an attempt's processes and what counts its memory."""
         memory = ("cgroup v2 memory" if self._memory_v2 else "cgroup v1 memory") if self.memory_base \
             else "proportional set size (/proc/<pid>/smaps_rollup)"
-        return f"processes: cgroup v2 per attempt; memory: {memory}"
+        pooled = " (pooled)" if self._slots is not None else ""
+        return f"processes: cgroup v2 per attempt{pooled}; memory: {memory}"
 
     def create(self, attempt_key: str, memory_limit: int) -> CgroupPaths:
-        """Makes the attempt's cgroups (empty ones left from a crash are reused).
+        """Gives the attempt its cgroups: pooled empty ones, else new ones (empty ones left from a
+        crash are reused).
 
         Raises:
             OSError: cgroupfs refused (the launch is then reported as a failed start).
         """
-        tracking = self._make(self.tracking_base, attempt_key)
-        if self.memory_base is None:
-            return CgroupPaths(tracking, None)
-        if not self._pooled:
-            if memory_limit > 0:
-                _write(f"{tracking}/memory.max", str(memory_limit))
-            return CgroupPaths(tracking, tracking)
-        memory = self._take_memory()
+        if self._slots is None:
+            tracking = self._make(self.tracking_base, attempt_key)
+            if self.memory_base is None:
+                return CgroupPaths(tracking, None)
+            if not self._pooled:
+                if memory_limit > 0:
+                    _write(f"{tracking}/memory.max", str(memory_limit))
+                return CgroupPaths(tracking, tracking)
+        else:
+            tracking = self._pooled_cgroup(self._slots, memory_limit if self._memory_v2 else None, attempt_key)
+            if not self._pooled:
+                return CgroupPaths(tracking, tracking if self._memory_v2 else None)
+        assert self._memory_pool is not None
         try:
-            self._set_pooled_limit(memory, memory_limit)
+            memory = self._pooled_cgroup(self._memory_pool, memory_limit)
         except OSError:
-            self._forget_limit(memory)
-            _rmdir_quietly(memory)  # e.g. EBUSY: pages it still holds exceed the new limit
-            memory = self._take_memory(fresh=True)
-            self._set_pooled_limit(memory, memory_limit)
+            if self._slots is not None:
+                self._slots.give_back(tracking)  # empty: no process joined it yet
+            else:
+                _rmdir_quietly(tracking)
+            raise
         return CgroupPaths(tracking, memory)
 
-    def _set_pooled_limit(self, memory: str, memory_limit: int) -> None:
-        """Writes the limit unless this pooled cgroup holds it already (most jobs of a run share
-        one limit, and each cgroupfs write costs ~0.05 ms here)."""
-        limit = memory_limit if memory_limit > 0 else -1
-        if self._limits.get(memory) == limit:
-            os.stat(memory)  # still there (OSError if another engine of this token dropped it)
+    def _pooled_cgroup(self, pool: FolderPool, memory_limit: int | None, attempt_key: str | None = None) -> str:
+        """A folder from `pool` with the limit (None: none written) and the attempt key set.
+
+        A free folder that fails (another engine of this token removed it, or EBUSY: pages it
+        still holds exceed the new limit) is dropped and a new one made.
+        """
+        path, new = pool.take()
+        try:
+            self._prepare_pooled(path, new, memory_limit, attempt_key)
+        except OSError:
+            self._drop_pooled(path)
+            if new:
+                raise
+            path = pool.take_new()
+            self._prepare_pooled(path, True, memory_limit, attempt_key)
+        return path
+
+    def _prepare_pooled(self, path: str, new: bool, memory_limit: int | None, attempt_key: str | None) -> None:
+        if attempt_key is not None:
+            os.setxattr(path, ATTEMPT_XATTR, attempt_key.encode())  # OSError once it is gone
+            if new:
+                self._events.hold(path)
+        if memory_limit is None:
             return
-        _write(f"{memory}/memory.limit_in_bytes", str(limit))
-        self._limits[memory] = limit
-
-    def _forget_limit(self, memory: str) -> None:
+        if new:
+            self._oom.hold(path)
+        limit = memory_limit if memory_limit > 0 else -1
+        if self._limits.get(path) == limit:
+            # Most jobs of a run share one limit, and each cgroupfs write costs ~0.05 ms here.
+            if self._oom.read(path) is None:
+                raise FileNotFoundError(path)  # another engine of this token dropped it
+            return
+        if self._memory_v2:
+            _write(f"{path}/memory.max", str(memory_limit) if memory_limit > 0 else "max")
+        else:
+            _write(f"{path}/memory.limit_in_bytes", str(limit))
         with self._lock:
-            self._limits.pop(memory, None)
+            self._limits[path] = limit
 
-    def _take_memory(self, fresh: bool = False) -> str:
+    def _drop_pooled(self, path: str) -> bool:
+        """Takes a pooled folder out of use for good (its held files closed); True once removed."""
         with self._lock:
-            if self._free_memory and not fresh:
-                return self._free_memory.pop()
-            self._pool_seq += 1
-            seq = self._pool_seq
-        return self._make(str(self.memory_base), f"pool-{self._pool_tag}-{seq}")
+            self._limits.pop(path, None)
+        self._events.release(path)
+        self._oom.release(path)
+        return _rmdir_quietly(path)
 
     @staticmethod
     def _make(base: str, attempt_key: str) -> str:
@@ -144,8 +192,7 @@ class AttemptCgroups:
         """True once the kernel has killed a process of the attempt for reaching its memory limit."""
         if paths.memory is None:
             return False
-        name = "memory.events" if self._memory_v2 else "memory.oom_control"
-        return _counter(f"{paths.memory}/{name}", "oom_kill") > 0
+        return _parse_counter(self._oom.read(paths.memory) or b"", "oom_kill") > 0
 
     def memory_used(self, paths: CgroupPaths) -> int:
         """Bytes charged to the attempt, each page once (0 when unreadable)."""
@@ -159,66 +206,100 @@ class AttemptCgroups:
             return 0
 
     def remove(self, paths: CgroupPaths, wait: float = 0.0, oom: bool | None = None) -> bool:
-        """Kills what is left and removes the folders (a clean pooled memory cgroup goes back to
-        the pool); True when they are gone. ``oom``: the caller's ``oom_killed`` answer, if read.
+        """Kills what is left and removes the folders, or gives pooled ones back once empty (those
+        OOM-killed in are removed); True when done. ``oom``: the caller's ``oom_killed`` answer.
 
         Every cgroupfs access costs ~0.05-0.15 ms here, so the common case (the attempt's
-        processes are all gone) is one rmdir: it succeeds only on an empty cgroup, and the
-        memory cgroup holds the same processes, so it is empty too.
+        processes are all gone) is one read of a held file (pooled) or one rmdir: each says
+        the cgroup is empty, and the memory cgroup holds the same processes, so it is empty too.
         """
         deadline = time.monotonic() + wait
-        if not _rmdir_quietly(paths.tracking):
+        tracking, memory = paths.tracking, paths.memory
+        if self._owned(self._slots, tracking):
+            if not self._emptied(paths, deadline):
+                return False
+            if memory == tracking and (self.oom_killed(paths) if oom is None else oom):
+                return self._drop_pooled(tracking)  # v2 memory: its oom_kill count cannot be reset
+            self._slots.give_back(tracking)  # type: ignore[union-attr]
+        elif not _rmdir_quietly(tracking):
             self.kill(paths)
-            while not _rmdir_quietly(paths.tracking):  # EBUSY: killed processes not yet gone
+            while not _rmdir_quietly(tracking):  # EBUSY: killed processes not yet gone
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(0.01)
-        memory = paths.memory
-        if memory is None or memory == paths.tracking:
+        if memory is None or memory == tracking:
             return True
-        if self._pooled and not (self.oom_killed(paths) if oom is None else oom):
+        if self._owned(self._memory_pool, memory):
+            if not (self.oom_killed(paths) if oom is None else oom):
+                self._memory_pool.give_back(memory)  # type: ignore[union-attr]
+                return True
+            self._events.release(memory)
+            self._oom.release(memory)
             with self._lock:
-                self._free_memory.append(memory)
-            return True
-        if self._pooled:
-            self._forget_limit(memory)  # OOM-killed in: it leaves the pool
+                self._limits.pop(memory, None)  # OOM-killed in: it leaves the pool
         while not _rmdir_quietly(memory):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
         return True
 
+    @staticmethod
+    def _owned(pool: FolderPool | None, path: str) -> bool:
+        return pool is not None and pool.owns(path.rsplit("/", 1)[-1])
+
+    def _emptied(self, paths: CgroupPaths, deadline: float) -> bool:
+        """True once the pooled tracking cgroup holds no process (what is left is killed first)."""
+        if not _populated(self._events.read(paths.tracking)):
+            return True
+        self.kill(paths)
+        while _populated(self._events.read(paths.tracking)):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def close(self) -> None:
-        """The engine stops: drops its pooled memory cgroups and, if empty, its folders."""
+        """The engine stops: drops its free pooled cgroups and, if empty, its folders."""
+        for pool in (self._slots, self._memory_pool):
+            for path in pool.take_all_free() if pool is not None else []:
+                self._drop_pooled(path)
+        self._events.close()
+        self._oom.close()
         with self._lock:
-            pooled, self._free_memory = self._free_memory, []
             self._limits.clear()
-        for path in pooled:
-            _rmdir_quietly(path)
         for base in dict.fromkeys([self.tracking_base, self.memory_base]):
             if base is not None:
                 _rmdir_quietly(base)  # busy while an attempt's cgroup is left: the next start cleans up
 
     def drop_unused_memory_cgroups(self) -> None:
         """Removes the empty memory cgroups an earlier engine pooled (at start, before any launch)."""
-        if not self._pooled:
+        if self._memory_pool is None:
             return
         try:
             names = [entry.name for entry in os.scandir(str(self.memory_base)) if entry.is_dir()]
         except OSError:
             return
         for name in names:
-            _rmdir_quietly(f"{self.memory_base}/{name}")
+            if not self._memory_pool.owns(name):
+                _rmdir_quietly(f"{self.memory_base}/{name}")
 
-    def leftover_attempts(self) -> dict[str, CgroupPaths]:
-        """The attempt cgroups this token's folders hold (an earlier engine's), by attempt key."""
+    def leftover_attempts(self) -> list[tuple[str, CgroupPaths]]:
+        """The attempt cgroups an earlier engine of this token left, with their attempt keys:
+        a pooled folder's from its attribute (it may be free: then it holds no process), any
+        other's from its name."""
         try:
             names = [entry.name for entry in os.scandir(self.tracking_base) if entry.is_dir()]
         except OSError:
-            return {}
+            return []
         memory_v2 = self.memory_base == self.tracking_base
-        return {name: CgroupPaths(f"{self.tracking_base}/{name}",
-                                  f"{self.tracking_base}/{name}" if memory_v2 else None) for name in names}
+        found = []
+        for name in names:
+            if self._slots is not None and self._slots.owns(name):
+                continue  # this instance's own, in use or free
+            path = f"{self.tracking_base}/{name}"
+            key = (attempt_of(path) if name.startswith(POOL_PREFIX) else None) or name
+            found.append((key, CgroupPaths(path, path if memory_v2 else None)))
+        return found
 
     def members(self, paths: CgroupPaths) -> list[int]:
         """The pids in the attempt's tracking cgroup (empty when it is gone)."""
@@ -248,11 +329,13 @@ def _rmdir_quietly(path: str) -> bool:
     return True
 
 
-def _counter(path: str, name: str) -> int:
-    """The value of ``name`` in a flat-keyed cgroup file (0 when absent or unreadable).
+def _populated(events: bytes | None) -> bool:
+    """From a ``cgroup.events`` read: does the cgroup (or a child of it) hold a process?"""
+    return events is not None and b"populated 1" in events
 
-    Read with one raw read (no text layer): it runs for every attempt that ends.
-    """
+
+def _counter(path: str, name: str) -> int:
+    """The value of ``name`` in a flat-keyed cgroup file (0 when absent or unreadable)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -263,6 +346,11 @@ def _counter(path: str, name: str) -> int:
         return 0
     finally:
         os.close(fd)
+    return _parse_counter(data, name)
+
+
+def _parse_counter(data: bytes, name: str) -> int:
+    """The value of ``name`` in a flat-keyed cgroup file's content (0 when absent)."""
     key = name.encode() + b" "
     if data.startswith(key):
         start = len(key)

@@ -5,9 +5,11 @@ also the attempt's durable trace). On this host's ext4 (no journal) creating a f
 70-450 µs, most of it the inode allocator stepping over recently deleted inodes, while
 renaming an existing empty file into place costs about 10 µs. So the engine keeps a few
 dozen empty files in `<logs>/.spare/`, made on its housekeeping thread; the spawner renames
-one into place at launch. Once an attempt's end is committed, its log is recycled into the
-pool if the attempt wrote nothing (reading it gives "" either way), so a stream of quiet
-jobs allocates no inodes at all.
+one into place at launch. Once an attempt's end is committed, its log is recycled if the
+attempt wrote nothing (reading it gives "" either way): the empty file becomes a spare where
+it lies, and the next launch renames it to its own log path (one rename per job, not two), so
+a stream of quiet jobs allocates no inodes at all. Recycled spares are known only to this
+pool: after a restart they are plain empty logs of ended attempts again.
 
 Job definition names cannot start with a dot, so `.spare` never meets a log stream.
 Thread safety: deque appends and pops are atomic; take() runs under the engine lock,
@@ -38,6 +40,10 @@ class LogPool:
     def __len__(self) -> int:
         return len(self._ready)
 
+    def __contains__(self, path: object) -> bool:
+        """Is `path` a spare now (made ahead, or a recycled log)?"""
+        return path in list(self._ready)  # a copy: other threads append and pop meanwhile
+
     def take(self) -> str:
         """A spare file's path, or "" when none is ready (the log is then created at launch)."""
         try:
@@ -65,20 +71,20 @@ class LogPool:
             pass  # logs are then created at launch, as without a pool
 
     def recycle(self, log_path: str) -> None:
-        """Moves a finished attempt's log into the pool if it is empty and the pool has room.
+        """Makes a finished attempt's log a spare, where it lies, if it is empty and the pool has room.
 
-        Only for attempts whose end is committed: until then the file is their trace.
+        Only for attempts whose end is committed: until then the file is their trace. A
+        committed end also means the file is nobody's trace any more (recovery looks only at
+        the paths of attempts not recorded as ended), so a launch may rename it away.
         """
         if len(self._ready) >= 2 * self.target:
             return
         try:
             if os.stat(log_path).st_size != 0:
                 return
-            path = next(self._names)
-            os.rename(log_path, path)
         except OSError:
             return
-        self._ready.append(path)
+        self._ready.append(log_path)
 
     def _adopt(self) -> None:
         """Takes over the spare files an earlier engine left (only empty regular files)."""

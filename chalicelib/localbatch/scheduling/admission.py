@@ -47,7 +47,10 @@ class Admission:
             return
         self._wire_dependencies(job, self._targets(job))
         if job.status is JobStatus.SUBMITTED:
-            self.transitions.set_status(job, JobStatus.PENDING if job.unmet else JobStatus.RUNNABLE)
+            if job.unmet:
+                self.transitions.set_status(job, JobStatus.PENDING)
+            else:
+                self._runnable(job)
 
     def admit_some(self) -> None:
         """Admits queued submissions; a big array spawns its children over several ticks,
@@ -89,8 +92,15 @@ class Admission:
                 continue
             self._wire_dependencies(child, self._targets(child))
             if child.status is JobStatus.PENDING and not child.unmet:
-                self.transitions.set_status(child, JobStatus.RUNNABLE)
+                self._runnable(child)
         return len(parent.children) - start
+
+    def _runnable(self, job: Job) -> None:
+        """PENDING/SUBMITTED -> RUNNABLE; a job with dependencies starts only once their ends are
+        committed (they may have ended inside the group-commit window): see SchedulerState.released."""
+        self.transitions.set_status(job, JobStatus.RUNNABLE)
+        if job.sub.depends_on:
+            self.state.note_release(job)
 
     def _targets(self, job: Job) -> list[Job]:
         """The jobs this job (or array child) waits on, resolved from the submission's dependsOn."""
@@ -130,8 +140,7 @@ class Admission:
                         dependent.is_cancelled = True
                         self.transitions.set_status(dependent, JobStatus.FAILED, dependent.cancel_reason)
                     else:
-                        self.transitions.set_status(dependent, JobStatus.RUNNABLE)
-                        self.state.release_uncommitted = True
+                        self._runnable(dependent)
         else:
             for dependent in job.dependents:
                 self._fail_chain(dependent, REASON_DEPENDENCY_FAILED)

@@ -53,6 +53,7 @@ class Arming:
         # Only some executors can hold a launch (the spawner); without `arm` nothing is ever armed.
         self._holder = cast(ArmingExecutor, executor) if hasattr(executor, "arm") else None
         self._spares: dict[str, str] = {}  # armed attempt key -> the spare log it carries
+        self._streams: dict[str, str] = {}  # armed attempt key -> its log stream (hashed once, here)
 
     @property
     def enabled(self) -> bool:
@@ -78,6 +79,8 @@ class Arming:
                 if host is None:
                     break  # FIFO: the head waits for a slot it fits, and the rest behind it
                 key, running = host
+                if not state.release_committed(job):
+                    self.transitions.commit_durably()  # its dependencies' ends first (state.released)
                 if not self._arm_on(key, running, job):
                     break  # the executor refused it: placement launches it and reports why
                 state.pop_head(queue)
@@ -129,14 +132,15 @@ class Arming:
     def _arm_on(self, host_key: str, host: Job, job: Job) -> bool:
         assert self._holder is not None
         key = attempt_key(job)
-        request = self.attempts.launch_request(job, key, ce_name=host.placed_ce or "",
-                                               log_stream=self.attempts.log_stream_for(job, job.attempt_number))
+        stream = self.attempts.log_stream_for(job, job.attempt_number)
+        request = self.attempts.launch_request(job, key, ce_name=host.placed_ce or "", log_stream=stream)
         if not self._holder.arm(host_key, request):
             self.attempts.return_workdir(job)
             self.attempts.return_spare(request.spare_log)
             return False
         if request.spare_log:
             self._spares[key] = request.spare_log
+        self._streams[key] = stream
         job.placed_ce = host.placed_ce  # scheduling state only: the job shows nothing until it starts
         job.armed_on = host_key
         self.state.armed[host_key] = job
@@ -152,6 +156,7 @@ class Arming:
         action, job.disarm_action = job.disarm_action, None
         key = attempt_key(job)
         self._spares.pop(key, None)  # renamed into place by the spawner
+        stream = self._streams.pop(key, None)
         if job.status is not JobStatus.RUNNABLE:  # defensive: it left RUNNABLE some other way
             self.executor.stop(key, 0)
             return
@@ -159,7 +164,7 @@ class Arming:
         if ce is None:  # its environment was deleted meanwhile (deleting one withdraws first)
             self.executor.stop(key, 0)
             return
-        self.attempts.start(job, ce, launched=True)
+        self.attempts.start(job, ce, launched=True, log_stream=stream)
         self.state.running[key] = job
         if action is not None and action[0] == "terminate":
             job.stop_cause, job.stop_reason = "terminate", action[1]
@@ -179,6 +184,7 @@ class Arming:
         job.placed_ce = None
         self.attempts.return_workdir(job)
         self.attempts.return_spare(self._spares.pop(info.attempt_key, ""))
+        self._streams.pop(info.attempt_key, None)
         action, job.disarm_action = job.disarm_action, None
         if action is None or action is REQUEUE:
             self.state.push_runnable(job)  # same place in its queue as before: FIFO is kept

@@ -87,8 +87,9 @@ class Attempts:
         self.reclaims: set[str] = set()  # attempt keys drawn to lose their host (see mark_running)
 
     # -- placement and launch -------------------------------------------------------------------
-    def start(self, job: Job, ce: ComputeEnvironment, launched: bool = False) -> None:
-        """Places the job on `ce` (STARTING); `launched`: its process was started already (armed)."""
+    def start(self, job: Job, ce: ComputeEnvironment, launched: bool = False, log_stream: str | None = None) -> None:
+        """Places the job on `ce` (STARTING); `launched`: its process was started already (armed),
+        with `log_stream` (log_stream_for, computed when it was armed)."""
         res = job.sub.resources
         job.gpu_ids = self.state.ledger.take(res)
         ce.used_vcpus += res.vcpus
@@ -97,7 +98,7 @@ class Attempts:
         job.exit_code = None
         job.container_reason = None
         job.stop_cause = None
-        job.log_stream = self.log_stream_for(job, job.attempt_number)
+        job.log_stream = log_stream or self.log_stream_for(job, job.attempt_number)
         self.state.blocked_reported.discard(job.job_id)
         job.status_reason = None
         self.transitions.set_status(job, JobStatus.STARTING)

@@ -55,6 +55,7 @@ class Batch:
 
     rows: list[tuple[str, str, str | None, int | None, str]]
     events: list[tuple[str, int, str]]
+    number: int  # batches are numbered as they are taken (SchedulerState.batches_taken)
 
 
 class Scheduler:
@@ -200,12 +201,6 @@ class Scheduler:
         attempts.drain_launched()  # armed successors taken over just now go RUNNING in this tick
         self.admission.admit_some()
         self._fire_timers()
-        if self.state.release_uncommitted:
-            # Dependency order must survive a kill -9: a dependent may start only once the end that
-            # released it is durable. Otherwise a crash inside the group-commit window brings the
-            # dependency back as a lost host to run again, after its dependent already ran.
-            self.state.release_uncommitted = False
-            self.commit_durably()
         self._place()
         if attempts.launches:
             # No commit before launching: every attempt's log file is created by the executor
@@ -244,18 +239,22 @@ class Scheduler:
         self._last_commit_ms = self.now()
         if not self._dirty and not self._events:
             return None
+        state = self.state
+        state.forget_written_releases()
+        state.batches_taken += 1
         job_row = self.store.job_row
         rows = []
         for job in self._dirty.values():
             # An array parent's summary moves with its children without touching it: encode afresh.
             rows.append(job_row(job, job.encoded_state if job.summary is None else ""))
             job.encoded_state = ""  # not kept in memory past the commit
-        batch = Batch(rows, self._events)
+        batch = Batch(rows, self._events, state.batches_taken)
         self._dirty, self._events = {}, []
         return batch
 
     def write_batch(self, batch: Batch) -> None:
         last_seq = self.store.write_changes(batch.rows, batch.events)
+        self.state.batches_written = batch.number  # batches are written in the order they were taken
         if batch.events:
             self.on_commit(last_seq, batch.events)
 
@@ -331,6 +330,8 @@ class Scheduler:
                 if ce is None:
                     self._report_blocked(queue, job)
                     break  # FIFO: the head waits, and everything behind it waits too
+                if not self.state.release_committed(job):
+                    self.commit_durably()  # its dependencies' ends first (see SchedulerState.released)
                 self.state.pop_head(queue)
                 self.attempts.start(job, ce)
 

@@ -35,6 +35,8 @@ class Transitions(Protocol):
 
     def journal(self, job_id: str, at: int, event: str) -> None: ...
 
+    def commit_durably(self) -> None: ...
+
 
 def attempt_key(job: Job) -> str:
     """The key of the job's current attempt, as executors and timers know it."""
@@ -57,10 +59,34 @@ class SchedulerState:
     runnable: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     timers: list[tuple[int, str, str]] = field(default_factory=list)  # (due ms, kind, attempt key or job id)
     blocked_reported: set[str] = field(default_factory=set)  # queue heads reported as unable to run
-    # A dependent was released by a dependency's end that is not yet committed: nothing may be
-    # placed or armed until it is (see Scheduler.tick), or a kill -9 inside the group-commit window
-    # would leave a dependent that ran while its dependency, on restart, runs again.
-    release_uncommitted: bool = False
+    # Dependency order must survive a kill -9: a job made RUNNABLE by its dependencies' ends may be
+    # placed or armed only once those ends are committed, or a crash inside the group-commit window
+    # brings a dependency back (as a lost host) to run again after its dependent ran. Batches are
+    # numbered as the scheduler takes them; `released` maps such a job to the batch that carries
+    # its release (the next one taken), in that order, and placement commits first only when that
+    # batch is not written yet: most dependents wait in their queue far longer than that anyway.
+    released: dict[str, int] = field(default_factory=dict)
+    batches_taken: int = 0
+    batches_written: int = 0  # set by the writer of a batch, which may run outside the engine lock
+
+    def note_release(self, job: Job) -> None:
+        """The job went RUNNABLE because jobs it depends on ended (now or before, maybe uncommitted)."""
+        self.released.pop(job.job_id, None)  # kept in batch order
+        self.released[job.job_id] = self.batches_taken + 1
+
+    def release_committed(self, job: Job) -> bool:
+        """False while the batch carrying the job's release is not written yet."""
+        batch = self.released.get(job.job_id)
+        return batch is None or batch <= self.batches_written
+
+    def forget_written_releases(self) -> None:
+        """Drops the releases of written batches (the oldest first: the dict is in batch order)."""
+        released, written = self.released, self.batches_written
+        while released:
+            job_id = next(iter(released))
+            if released[job_id] > written:
+                return
+            del released[job_id]
 
     def push_runnable(self, job: Job) -> None:
         heap = self.runnable.setdefault(job.sub.queue, [])

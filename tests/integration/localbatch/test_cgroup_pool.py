@@ -1,12 +1,18 @@
-"""Pooled v1 memory cgroups keep the limit of the attempt that holds them (real cgroupfs)."""
+"""Pooled cgroups on the real cgroupfs: v1 memory cgroups keep the limit of the attempt that holds
+them; tracking cgroups go from one attempt to the next only once empty, each time carrying its
+attempt's key for kill_orphans."""
 
 from __future__ import annotations
 
 import secrets
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
 from chalicelib.localbatch.execution import cgroups as cgroups_mod
+from chalicelib.localbatch.execution.attempt_setup import AttemptSetup
+from chalicelib.localbatch.execution.cgroup_slots import attempt_of
 
 MIB = 1024 * 1024
 
@@ -75,3 +81,74 @@ def test_two_executors_of_one_token_never_share_or_lose_a_pooled_cgroup() -> Non
     finally:
         first.close()
         second.close()
+
+
+@pytest.fixture
+def tracking() -> Iterator[cgroups_mod.AttemptCgroups]:
+    found, why = cgroups_mod.detect(secrets.token_hex(8))
+    if found is None or "pooled" not in why:
+        pytest.skip(f"no pooled tracking cgroups here: {why}")
+    yield found
+    found.close()
+
+
+def _join(paths: cgroups_mod.CgroupPaths) -> subprocess.Popen[bytes]:
+    """A process in the attempt's cgroups, as the spawner's child puts itself before its exec."""
+    proc = subprocess.Popen(["sleep", "60"])
+    for procs in paths.procs_files():
+        with open(procs, "w", encoding="ascii") as handle:
+            handle.write(str(proc.pid))
+    return proc
+
+
+def test_an_empty_tracking_cgroup_goes_to_the_next_attempt_with_its_key(
+        tracking: cgroups_mod.AttemptCgroups) -> None:
+    first = tracking.create("job-a#1", 64 * MIB)
+    assert attempt_of(first.tracking) == "job-a#1"
+    proc = _join(first)
+    proc.kill()
+    proc.wait()
+    assert tracking.remove(first, oom=tracking.oom_killed(first))
+    second = tracking.create("job-b#1", 64 * MIB)
+    assert second.tracking == first.tracking  # no mkdir: the same folder, now job-b's
+    assert attempt_of(second.tracking) == "job-b#1"
+    assert tracking.remove(second)
+
+
+def test_a_tracking_cgroup_is_handed_out_again_only_once_its_processes_are_gone(
+        tracking: cgroups_mod.AttemptCgroups) -> None:
+    first = tracking.create("job-a#1", 0)
+    proc = _join(first)  # e.g. a daemon the job left behind after its main process exited
+    try:
+        other = tracking.create("job-b#1", 0)
+        assert other.tracking != first.tracking  # in use: a new folder for job-b
+        assert tracking.remove(first, wait=5.0)  # what is left is killed, then it is given back
+        assert proc.wait(timeout=5) == -9
+        again = tracking.create("job-c#1", 0)
+        assert again.tracking == first.tracking
+        assert tracking.remove(again) and tracking.remove(other)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_kill_orphans_names_the_attempt_in_a_pooled_cgroup_an_earlier_engine_left() -> None:
+    token = secrets.token_hex(8)
+    earlier = AttemptSetup(token)
+    if earlier.cgroups is None or "pooled" not in earlier.tracking:
+        earlier.close()
+        pytest.skip(f"no pooled tracking cgroups here: {earlier.tracking}")
+    used = earlier.cgroups.create("old#1", 0)
+    assert earlier.cgroups.remove(used)  # free again, still carrying old#1's key: not an orphan
+    live = earlier.cgroups.create("old#2", 0)
+    proc = _join(live)  # the earlier engine dies (kill -9) with old#2 running
+    later = AttemptSetup(token)
+    try:
+        assert later.kill_orphans(set, exclude=set()) == ["old#2"]
+        assert proc.wait(timeout=10) == -9
+        assert later.kill_orphans(set, exclude=set()) == []
+    finally:
+        proc.kill()
+        proc.wait()
+        later.close()
+        earlier.close()

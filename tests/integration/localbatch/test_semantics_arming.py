@@ -73,8 +73,17 @@ def test_quiet_logs_are_recycled_and_logs_with_output_are_kept(make_engine) -> N
     wait_for_status(live.batch, quiet, "SUCCEEDED")
     wait_for_status(live.batch, loud, "SUCCEEDED")
     quiet_log, loud_log = log_file(live, quiet), log_file(live, loud)
-    wait_until(lambda: not quiet_log.exists(), what="the quiet log to go back to the spare pool")
+    pool = live.engine.scheduler.log_pool
+    wait_until(lambda: str(quiet_log) in pool, what="the quiet log to become a spare")
     assert live.engine.read_log(quiet) == ""
+    assert str(loud_log) not in pool
     assert loud_log.read_text() == "kept\n" and live.engine.read_log(loud) == "kept\n"
     spares = Path(live.engine.scheduler.log_path(SPARE_FOLDER))
     assert spares.is_dir() and any(os.scandir(spares))
+    while pool.take():  # spares ahead of it would go to launches first: the next launch takes it
+        pass
+    pool.give_back(str(quiet_log))
+    later = live.submit("later", register(live.batch, "later", ["echo", "mine"]))
+    wait_for_status(live.batch, later, "SUCCEEDED")
+    assert not quiet_log.exists()  # renamed to the later job's log at its launch
+    assert live.engine.read_log(quiet) == "" and live.engine.read_log(later) == "mine\n"

@@ -137,7 +137,9 @@ def _facts(log: str, root: Path) -> dict[str, object]:
     for key in ("path0", "cwd"):
         facts[key] = Path(str(facts[key])).name.split("-")[0]  # job-N -> job
     facts["env"]["HOME"] = Path(facts["env"]["HOME"]).name.split("-")[0]
-    facts["cgroup"] = "attempt cgroup" if "job-" in str(facts["cgroup"]) else facts["cgroup"]
+    # Named after the attempt, or a pooled one (cgroup_slots.py): each runner's own either way.
+    cgroup = str(facts["cgroup"])
+    facts["cgroup"] = "attempt cgroup" if "job-" in cgroup or "/pool-" in cgroup else cgroup
     return facts
 
 

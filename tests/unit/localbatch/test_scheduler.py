@@ -845,3 +845,91 @@ def test_a_dependent_starts_only_once_the_end_that_released_it_is_committed(rig:
     rig.ex.finish(rig.key(a))  # the exit path: tick without a group commit
     assert rig.key(b) in rig.ex.requests, "the dependent was not released by its dependency's end"
     assert committed_at_launch[rig.key(b)] == "SUCCEEDED"
+
+
+def _status_in_store(rig: Rig, job_id: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(rig.engine.store.path) as db:  # what a restarted engine would read
+        return str(db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0])
+
+
+def test_a_dependent_whose_release_is_committed_already_starts_without_another_commit(rig: Rig) -> None:
+    """The commit that makes a release durable is made only when the dependent would otherwise
+    start first: once the group commit has written it, starting the dependent writes nothing."""
+    rig.register("wide", vcpus="2")
+    a = rig.submit("a")
+    rig.tick()
+    wide = rig.submit("wide", jd="wide")  # the queue's head from now on: it waits for both vCPUs
+    b = rig.submit("b", dependsOn=[{"jobId": a}])
+    rig.tick()
+    writes: list[int] = []
+    write = rig.engine.store.write_changes
+
+    def counting(rows: Any, events: Any) -> int:
+        writes.append(len(rows))
+        return write(rows, events)
+
+    rig.engine.store.write_changes = counting  # type: ignore[method-assign]
+    rig.engine._started = True  # the exit path schedules at once, as in a running engine
+    rig.ex.finish(rig.key(a))  # releases b, which waits behind the wide job (started now)
+    assert rig.key(wide) in rig.ex.live and rig.key(b) not in rig.ex.requests
+    assert writes == [], "the exit path commits nothing itself"
+    rig.engine.scheduler.commit()  # the engine loop's group commit: a's end and b's release
+    assert writes and _status_in_store(rig, a) == "SUCCEEDED"
+    writes.clear()
+    rig.ex.finish(rig.key(wide))  # b starts on the exit path
+    assert rig.key(b) in rig.ex.requests
+    assert writes == [], "b's release was committed already: nothing to write before it starts"
+
+
+def test_array_children_spawned_after_their_dependency_ended_uncommitted_wait_for_that_commit(rig: Rig) -> None:
+    """An N_TO_N array whose children are spawned in the tick that ends their dependencies (the end
+    still in the group-commit window): each child is RUNNABLE at once, and still starts only once
+    the end it depends on is in SQLite."""
+    a = rig.submit("a", arrayProperties={"size": 2})
+    rig.tick()
+    b = rig.submit("b", arrayProperties={"size": 2}, dependsOn=[{"jobId": a, "type": "N_TO_N"}])
+    committed_at_launch: dict[str, str] = {}
+    launch = rig.ex.launch
+
+    def launch_and_look(request: LaunchRequest) -> int:
+        committed_at_launch[request.attempt_key] = _status_in_store(rig, f"{a}:0")
+        return launch(request)
+
+    rig.ex.launch = launch_and_look  # type: ignore[method-assign]
+    rig.engine._started = True
+    rig.ex.finish(rig.key(f"{a}:0"))  # the exit path ends a:0, then spawns b's children
+    assert rig.key(f"{b}:0") in rig.ex.requests
+    assert committed_at_launch[rig.key(f"{b}:0")] == "SUCCEEDED"
+
+
+def test_a_follower_of_one_job_does_not_sleep_through_a_commit_made_while_it_read(rig: Rig) -> None:
+    """read_events(job_id=...): a commit landing between the follower's read and its wait could not
+    know it waits; the follower must read again at once instead of sleeping until its deadline."""
+    a = rig.submit("a")
+    rig.tick()
+    after = rig.engine.read_events(0, 1000)[1]
+    store_read = rig.engine.store.read_events
+    reads: list[int] = []
+
+    def read_then_commit(after_: int, limit: int = 1000, job_id: str | None = None) -> Any:
+        result = store_read(after_, limit, job_id)
+        if not reads:  # a's end is committed just after the first read, before the follower waits
+            rig.ex.finish(rig.key(a))
+            rig.tick(1)
+        reads.append(after_)
+        return result
+
+    rig.engine.store.read_events = read_then_commit  # type: ignore[method-assign]
+    waits: list[bool] = []
+    feed_wait = rig.engine._feed.wait_for
+
+    def recording(predicate: Any, timeout: float | None = None) -> Any:
+        waits.append(bool(predicate()))
+        return feed_wait(predicate, timeout)
+
+    rig.engine._feed.wait_for = recording  # type: ignore[method-assign]
+    events, _ = rig.engine.read_events(after, 1000, wait_seconds=2, job_id=a)
+    assert "SUCCEEDED" in [event["detail"]["status"] for event in events]
+    assert waits == [True], "the follower went to sleep although the commit it waits for had landed"
