@@ -463,6 +463,41 @@ static char *rd_str(reader_t *r, size_t *len_out) {
     return s;
 }
 
+/* A u32 count and that many strings, as a NULL-terminated array; a malformed list ends the
+ * spawner (the engine sent it: a bug, not a job's mistake). `request` names it in the message. */
+static char **rd_strings(reader_t *r, uint32_t *count, int at_least_one, const char *request) {
+    uint32_t n = rd_u32(r);
+    if (r->bad || (at_least_one && n == 0) || n > (uint32_t)(r->end - r->p) / 4) {
+        fprintf(stderr, "conveyor-spawner: malformed %s request\n", request);
+        exit(2);
+    }
+    char **out = xrealloc(NULL, ((size_t)n + 1) * sizeof *out);
+    for (uint32_t i = 0; i < n; i++) out[i] = rd_str(r, NULL);
+    out[n] = NULL;
+    if (r->bad) {
+        fprintf(stderr, "conveyor-spawner: malformed %s request\n", request);
+        exit(2);
+    }
+    *count = n;
+    return out;
+}
+
+static void free_strings(char **strings, uint32_t count) {
+    for (uint32_t i = 0; i < count; i++) free(strings[i]);
+    free(strings);
+}
+
+/* What a process we start gets back of what the spawner changed for itself. Async-signal-safe
+ * (it runs in the vfork child too). */
+static void restore_child_signals(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigaction(SIGINT, &dfl, NULL);
+    sigprocmask(SIG_SETMASK, &child_mask, NULL);
+}
+
 static size_t name_len(const char *entry) {
     const char *eq = strchr(entry, '=');
     return eq ? (size_t)(eq - entry) : strlen(entry);
@@ -521,12 +556,7 @@ static char **path_candidates(const char *name, char **env) {
 static void __attribute__((noreturn)) child_exec(const char *workdir, int log_fd, char **argv, char **env,
                                                  const char *exec_path, char **candidates,
                                                  const char *cgroups, size_t cgroups_len) {
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigaction(SIGPIPE, &dfl, NULL);
-    sigaction(SIGINT, &dfl, NULL);
-    sigprocmask(SIG_SETMASK, &child_mask, NULL);
+    restore_child_signals();
     setpgid(0, 0);
     /* Join the attempt's cgroups first: whatever the job then does to its group, session or
      * environment, the engine finds (and ends) every process it makes there. */
@@ -701,40 +731,17 @@ static int warm_launch(launcher_t *l, uint64_t id, const char *workdir, size_t w
 }
 
 static void handle_launcher(reader_t *r) {
-    uint32_t n = rd_u32(r);
-    size_t exec_len = 0;
-    char *exec_path = rd_str(r, &exec_len);
-    uint32_t argc = rd_u32(r);
-    if (r->bad || argc == 0 || argc > (uint32_t)(r->end - r->p) / 4) {
-        fprintf(stderr, "conveyor-spawner: malformed LAUNCHER request\n");
-        exit(2);
-    }
-    char **argv = xrealloc(NULL, ((size_t)argc + 1) * sizeof *argv);
-    for (uint32_t i = 0; i < argc; i++) argv[i] = rd_str(r, NULL);
-    argv[argc] = NULL;
-    uint32_t envc = rd_u32(r);
-    if (r->bad || envc > (uint32_t)(r->end - r->p) / 4) {
-        fprintf(stderr, "conveyor-spawner: malformed LAUNCHER request\n");
-        exit(2);
-    }
-    char **extra = xrealloc(NULL, ((size_t)envc + 1) * sizeof *extra);
-    for (uint32_t i = 0; i < envc; i++) extra[i] = rd_str(r, NULL);
-    if (r->bad) {
-        fprintf(stderr, "conveyor-spawner: malformed LAUNCHER request\n");
-        exit(2);
-    }
+    uint32_t n = rd_u32(r), argc = 0, envc = 0;
+    char *exec_path = rd_str(r, NULL);
+    char **argv = rd_strings(r, &argc, 1, "LAUNCHER");
+    char **extra = rd_strings(r, &envc, 0, "LAUNCHER");
     int sv[2] = {-1, -1};
     if (n >= 1 && n <= MAX_LAUNCHERS && launchers[n].fd < 0 && launchers[n].pid == 0 && !quitting &&
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
         char **env = merge_env(extra, envc);
         pid_t pid = fork();
         if (pid == 0) {
-            struct sigaction dfl;
-            memset(&dfl, 0, sizeof dfl);
-            dfl.sa_handler = SIG_DFL;
-            sigaction(SIGPIPE, &dfl, NULL);
-            sigaction(SIGINT, &dfl, NULL);
-            sigprocmask(SIG_SETMASK, &child_mask, NULL);
+            restore_child_signals();
             setpgid(0, 0); /* a terminal's Ctrl-C is for the engine */
             if (dup2(devnull_fd, 0) < 0 || dup2(devnull_fd, 1) < 0 || dup2(sv[1], 3) < 0) _exit(127);
             if (sv[1] == 3) fcntl(3, F_SETFD, 0); /* dup2 onto itself keeps close-on-exec */
@@ -755,41 +762,23 @@ static void handle_launcher(reader_t *r) {
         }
         free(env);
     }
-    for (uint32_t i = 0; i < argc; i++) free(argv[i]);
-    free(argv);
-    for (uint32_t i = 0; i < envc; i++) free(extra[i]);
-    free(extra);
+    free_strings(argv, argc);
+    free_strings(extra, envc);
     free(exec_path);
 }
 
 static void handle_launch(reader_t *r) {
     uint64_t id = rd_u64(r);
     uint32_t launcher = rd_u32(r);
-    size_t log_len = 0, workdir_len = 0, exec_len = 0, arg0_len = 0, spare_len = 0, cgroups_len = 0;
+    size_t log_len = 0, workdir_len = 0, exec_len = 0, spare_len = 0, cgroups_len = 0;
     char *workdir = rd_str(r, &workdir_len);
     char *log_path = rd_str(r, &log_len);
     char *spare = rd_str(r, &spare_len);
     char *cgroups = rd_str(r, &cgroups_len);
     char *exec_path = rd_str(r, &exec_len);
-    uint32_t argc = rd_u32(r);
-    if (r->bad || argc == 0 || argc > (uint32_t)(r->end - r->p) / 4) {
-        fprintf(stderr, "conveyor-spawner: malformed LAUNCH request\n");
-        exit(2);
-    }
-    char **argv = xrealloc(NULL, ((size_t)argc + 1) * sizeof *argv);
-    for (uint32_t i = 0; i < argc; i++) argv[i] = rd_str(r, i == 0 ? &arg0_len : NULL);
-    argv[argc] = NULL;
-    uint32_t envc = rd_u32(r);
-    if (r->bad || envc > (uint32_t)(r->end - r->p) / 4) {
-        fprintf(stderr, "conveyor-spawner: malformed LAUNCH request\n");
-        exit(2);
-    }
-    char **extra = xrealloc(NULL, ((size_t)envc + 1) * sizeof *extra);
-    for (uint32_t i = 0; i < envc; i++) extra[i] = rd_str(r, NULL);
-    if (r->bad) {
-        fprintf(stderr, "conveyor-spawner: malformed LAUNCH request\n");
-        exit(2);
-    }
+    uint32_t argc = 0, envc = 0;
+    char **argv = rd_strings(r, &argc, 1, "LAUNCH");
+    char **extra = rd_strings(r, &envc, 0, "LAUNCH");
 
     const char *failed = NULL;
     char **env = NULL, **candidates = NULL;
@@ -833,7 +822,7 @@ static void handle_launch(reader_t *r) {
         }
         if (child_stage == 3) emit_failed(id, "joining the attempt's cgroup", 28, strerror(child_errno));
         else if (child_stage == 1) emit_failed(id, workdir, workdir_len, strerror(child_errno));
-        else emit_failed(id, program, exec_len ? exec_len : arg0_len, strerror(child_errno));
+        else emit_failed(id, program, strlen(program), strerror(child_errno));
     } else {
         add_attempt(id, pid);
         emit_started(id, pid);
@@ -845,10 +834,8 @@ done:
         for (size_t i = 0; candidates[i]; i++) free(candidates[i]);
     free(candidates);
     free(env);
-    for (uint32_t i = 0; i < envc; i++) free(extra[i]);
-    free(extra);
-    for (uint32_t i = 0; i < argc; i++) free(argv[i]);
-    free(argv);
+    free_strings(extra, envc);
+    free_strings(argv, argc);
     free(workdir);
     free(log_path);
     free(spare);

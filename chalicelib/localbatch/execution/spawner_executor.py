@@ -319,6 +319,8 @@ class SpawnerExecutor(MemoryLimitMixin):
             return 0
         if program is None and argv and os.path.isabs(argv[0]):
             program = argv[0]  # an absolute argv[0] is not looked up: it is the program
+        if not self._warm.wants(program, argv):
+            return 0  # before merging the environments: most launches (a DAG of `true`) stop here
         number, start = self._warm.launcher_for(link.pid, program, argv, {**self._base_env, **env})
         if start is not None:
             link.send(encode_launcher(start["number"], fs_bytes(start["program"]),

@@ -80,21 +80,23 @@ def encode_launch(ident: int, workdir: bytes, log_path: bytes, program: bytes, a
     parts = [b"", bytes((REQ_LAUNCH,)), ident.to_bytes(8, "little"), _U32.pack(launcher)]
     for value in (workdir, log_path, spare, cgroups, program):
         parts += (_U32.pack(len(value)), value)
-    for items in (argv, env):
+    _add_lists(parts, argv, env)
+    parts[0] = _U32.pack(sum(map(len, parts)))
+    return b"".join(parts)
+
+
+def _add_lists(parts: list[bytes], *lists: list[bytes]) -> None:
+    """Appends each list as a u32 count and its strings (u32 length + bytes)."""
+    for items in lists:
         parts.append(_U32.pack(len(items)))
         for value in items:
             parts += (_U32.pack(len(value)), value)
-    parts[0] = _U32.pack(sum(map(len, parts)))
-    return b"".join(parts)
 
 
 def encode_launcher(number: int, program: bytes, argv: Iterable[bytes], env: list[bytes]) -> bytes:
     """LAUNCHER: start warm launcher `number` as `program argv` with `env` over the spawner's own."""
     parts = [b"", bytes((REQ_LAUNCHER,)), _U32.pack(number), _U32.pack(len(program)), program]
-    for items in (list(argv), env):
-        parts.append(_U32.pack(len(items)))
-        for value in items:
-            parts += (_U32.pack(len(value)), value)
+    _add_lists(parts, list(argv), env)
     parts[0] = _U32.pack(sum(map(len, parts)))
     return b"".join(parts)
 

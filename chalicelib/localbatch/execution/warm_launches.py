@@ -81,10 +81,14 @@ class WarmLaunches:
         self._numbers: dict[tuple[int, str, str, tuple[tuple[str, str], ...]], int] = {}
         self._used: dict[int, int] = {}  # link id -> launchers started on it
 
+    def wants(self, program: str | None, argv: Sequence[str]) -> bool:
+        """Whether this launch is `python -m` of a listed module (cheap: checked on every launch)."""
+        return bool(program) and len(argv) >= 3 and argv[1] == "-m" and argv[2] in self.modules
+
     def launcher_for(self, link_id: int, program: str | None, argv: Sequence[str],
                      env: Mapping[str, str]) -> tuple[int, dict[str, object] | None]:
         """(launcher number, or 0 for a plain launch; what to start first, or None)."""
-        if not program or len(argv) < 3 or argv[1] != "-m" or argv[2] not in self.modules:
+        if not self.wants(program, argv):
             return 0, None
         variables = startup_variables(env)
         key = (link_id, program, argv[2], variables)
