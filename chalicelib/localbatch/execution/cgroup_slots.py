@@ -117,13 +117,7 @@ class FolderPool:
         with self._lock:
             self._seq += 1
             path = f"{self.base}/{self.prefix}{self._seq}"
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:  # another executor of this token closed and removed the base
-            os.makedirs(path, exist_ok=True)
-        return path
+        return make_cgroup_folder(path)
 
     def give_back(self, path: str) -> None:
         with self._lock:
@@ -133,3 +127,14 @@ class FolderPool:
         with self._lock:
             free, self._free = self._free, []
         return free
+
+
+def make_cgroup_folder(path: str) -> str:
+    """Makes a cgroup folder (there already is fine); returns its path."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # another executor of this token closed and removed the base
+        os.makedirs(path, exist_ok=True)
+    return path

@@ -39,6 +39,7 @@ from chalicelib.localbatch.execution.cgroup_slots import (
     FolderPool,
     HeldFiles,
     attempt_of,
+    make_cgroup_folder,
     xattrs_supported,
 )
 
@@ -172,14 +173,7 @@ class AttemptCgroups:
 
     @staticmethod
     def _make(base: str, attempt_key: str) -> str:
-        path = f"{base}/{attempt_key.replace('/', '_')}"
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:  # another executor of this token closed and removed the base
-            os.makedirs(path, exist_ok=True)
-        return path
+        return make_cgroup_folder(f"{base}/{attempt_key.replace('/', '_')}")
 
     def kill(self, paths: CgroupPaths) -> None:
         """SIGKILLs every process in the attempt's cgroup, whatever its group or session."""
