@@ -289,9 +289,13 @@ def logs_command(args: argparse.Namespace) -> int:
         return _run_logs(args)
     if args.aws:
         return _cloudwatch_logs(args.job_id, args.attempt)
-    reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
+    return _write_log(open_reader(args.endpoint_url, args.data_dir), args.job_id, args.attempt)
+
+
+def _write_log(reader: EngineReader, job_id: str, attempt: int | None) -> int:
+    """Writes one job's log to stdout; 1 with the reason on stderr when there is none."""
     try:
-        sys.stdout.write(reader.log(args.job_id, args.attempt))
+        sys.stdout.write(reader.log(job_id, attempt))
     except LookupError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -311,10 +315,7 @@ def _run_logs(args: argparse.Namespace) -> int:
     reader: EngineReader = open_reader(args.endpoint_url, args.data_dir)
     for entry in found:
         print(f"==> stage {entry.stage}, item {entry.item!r}: {entry.status}, job {entry.job_id} <==", flush=True)
-        try:
-            sys.stdout.write(reader.log(entry.job_id, args.attempt))
-        except LookupError as err:
-            print(f"error: {err}", file=sys.stderr)
+        if _write_log(reader, entry.job_id, args.attempt):
             return 1
     return 0
 
